@@ -1,0 +1,57 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "mirrorlogd",
+    products: [
+        .executable(name: "mirrorlogd", targets: ["mirrorlogd"]),
+        .library(name: "MirrorLogCore", targets: ["MirrorLogCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
+    ],
+    targets: [
+        // Pure core: codec, CTR parsing, disk format and the log state machine. No I/O, clock or randomness.
+        .target(name: "MirrorLogCore"),
+        // Tiny C shim for Linux constants and ioctls that Swift cannot import directly.
+        .target(name: "CMirrorLogSys"),
+        // Thin adapters: netlink connector socket, block-device I/O, pidfile lock, signals.
+        .target(
+            name: "MirrorLogAdapters",
+            dependencies: [
+                "MirrorLogCore", "CMirrorLogSys",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        // The shell: event loop and wiring of core and adapters.
+        .target(
+            name: "MirrorLogDaemon",
+            dependencies: [
+                "MirrorLogCore", "MirrorLogAdapters",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        .executableTarget(
+            name: "mirrorlogd",
+            dependencies: [
+                "MirrorLogDaemon",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // C view of the uapi structs, so tests can compare our layout with the kernel headers.
+        .target(name: "CULogLayout", path: "Tests/CULogLayout"),
+        .testTarget(
+            name: "MirrorLogCoreTests",
+            dependencies: [
+                "MirrorLogCore", "CULogLayout",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

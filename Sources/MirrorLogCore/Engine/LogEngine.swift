@@ -1,0 +1,229 @@
+/// Every log this daemon serves, and the dispatch of kernel requests to them.
+///
+/// The engine is a pure state machine in the style of SWIM.Instance: ``handle(_:from:)`` takes a
+/// request and returns an ``EngineOutput`` — a reply, or a device action whose result the shell feeds
+/// back through `complete…`, which returns the next step. Requests for different logs never wait on
+/// each other; a log with a device action outstanding takes no other request until it completes (the
+/// shell runs device actions to completion before reading the next message).
+public struct LogEngine: Sendable {
+    /// The logs, by the kernel's luid.
+    public private(set) var logs: [UInt64: MirrorLog] = [:]
+    /// Which cluster layer is available; without one, clustered log types are refused.
+    public var clusterAvailable = false
+
+    /// A constructor waiting for its log device to open.
+    private var pendingConstructors: [UInt64: PendingConstructor] = [:]
+    /// The request a device action belongs to, per log.
+    private var pendingDiskOperations: [UInt64: DiskOperation] = [:]
+
+    private struct PendingConstructor: Sendable {
+        var uuid: String
+        var arguments: ConstructorArguments
+        var version: UInt32
+        var stateLost: Bool
+    }
+
+    private enum DiskOperation: Sendable {
+        case resumeLoad
+        case resumeWrite
+        case flush
+    }
+
+    public init() {}
+
+    /// Handles one decoded request from `member` (``MemberID/local`` on a single node).
+    public mutating func handle(_ request: KernelRequest, from member: MemberID = .local) -> EngineOutput {
+        let luid = request.header.luid
+        if request.type == .constructor {
+            guard case let .constructor(text) = request.payload else { return .reply(.failure(.invalidArgument)) }
+            return construct(request.header, text)
+        }
+        guard let log = logs[luid] else {
+            return unknownLog(request)
+        }
+        guard log.uuid.utf8.elementsEqual(request.header.uuidBytes) else {
+            return .reply(.failure(.invalidArgument), [Notice(.error, uuid: request.header.uuid, "\(request.type) for luid \(luid) names uuid '\(request.header.uuid)', but that luid belongs to '\(log.uuid)'")])
+        }
+        switch request.type {
+        case .constructor:
+            fatalError("handled above")
+        case .destructor:
+            logs.removeValue(forKey: luid)
+            pendingDiskOperations.removeValue(forKey: luid)
+            let notice = Notice(.info, uuid: log.uuid, "log destroyed")
+            if log.disk != nil { return EngineOutput(.closeDevice(luid: luid, then: .ok), notices: [notice]) }
+            return .reply(.ok, [notice])
+        case .presuspend:
+            logs[luid]!.presuspend()
+            return .reply(.ok)
+        case .postsuspend:
+            logs[luid]!.postsuspend()
+            return flushDisk(luid)
+        case .resume:
+            logs[luid]!.resetDiskFailure()
+            if let bytes = log.diskImageBytes {
+                pendingDiskOperations[luid] = .resumeLoad
+                return EngineOutput(.readDevice(luid: luid, byteCount: bytes))
+            }
+            logs[luid]!.resume()
+            return .reply(.ok)
+        case .getRegionSize:
+            return .reply(Reply(payload: .count(UInt64(log.arguments.regionSize))))
+        case .isClean, .inSync:
+            guard case let .region(region) = request.payload else { return .reply(.failure(.invalidArgument)) }
+            guard region < log.regionCount else { return outOfRange(request, log, region) }
+            let answer = request.type == .isClean ? log.isClean(region) : log.isInSync(region)
+            return .reply(Reply(payload: .flag(answer)))
+        case .markRegion, .clearRegion:
+            guard case let .regions(regions) = request.payload else { return .reply(.failure(.invalidArgument)) }
+            if let bad = log.firstOutOfRange(regions) { return outOfRange(request, log, bad) }
+            if request.type == .markRegion { logs[luid]!.mark(regions, by: member) } else { logs[luid]!.clear(regions, by: member) }
+            return .reply(.ok)
+        case .flush:
+            if case let .regions(regions) = request.payload {
+                // integrated_flush: the marks ride inside the FLUSH. Ignoring them loses marks.
+                if let bad = log.firstOutOfRange(regions) { return outOfRange(request, log, bad) }
+                logs[luid]!.mark(regions, by: member)
+            }
+            return flushDisk(luid)
+        case .getResyncWork:
+            let region = logs[luid]!.nextResyncWork(for: member)
+            return .reply(Reply(payload: .resyncWork(region)))
+        case .setRegionSync:
+            guard case let .regionSync(region, inSync) = request.payload else { return .reply(.failure(.invalidArgument)) }
+            guard region < log.regionCount else { return outOfRange(request, log, region) }
+            logs[luid]!.setRegionSync(region, inSync: inSync, by: member)
+            return .reply(.ok)
+        case .getSyncCount:
+            return .reply(Reply(payload: .count(log.syncCount)))
+        case .statusInfo:
+            return .reply(Reply(payload: .text(log.statusInfo)))
+        case .statusTable:
+            return .reply(Reply(payload: .text(log.statusTable)))
+        case .isRemoteRecovering:
+            guard case let .region(region) = request.payload else { return .reply(.failure(.invalidArgument)) }
+            guard region < log.regionCount else { return outOfRange(request, log, region) }
+            let answer = logs[luid]!.remoteRecovery(of: region, askedBy: member)
+            return .reply(Reply(payload: .remoteRecovering(isRecovering: answer.isRecovering, inSyncHint: answer.inSyncHint)))
+        }
+    }
+
+    // MARK: Completions of device actions
+
+    /// The log device named by a constructor was opened (or not).
+    public mutating func completeOpen(luid: UInt64, _ result: Result<DeviceAttachment, DeviceIOError>) -> EngineOutput {
+        guard let pending = pendingConstructors.removeValue(forKey: luid) else {
+            return .reply(.failure(.invalidArgument), [Notice(.error, uuid: nil, "device opened for luid \(luid), but no constructor was waiting")])
+        }
+        switch result {
+        case let .failure(error):
+            return .reply(.failure(.invalidArgument), [Notice(.error, uuid: pending.uuid, "constructor refused: cannot use log device \(pending.arguments.logDevice?.description ?? "?"): \(error)")])
+        case let .success(attachment):
+            let format = DiskLogFormat(regionCount: pending.arguments.regionCount, blockSize: attachment.blockSize)
+            guard UInt64(format.imageBytes) <= attachment.sizeBytes else {
+                return EngineOutput(.closeDevice(luid: luid, then: .failure(.invalidArgument)), notices: [Notice(.error, uuid: pending.uuid, "constructor refused: log device \(attachment.deviceNumber) has \(attachment.sizeBytes) bytes, the log needs \(format.imageBytes) for \(pending.arguments.regionCount) regions")])
+            }
+            return finishConstruct(luid: luid, pending, attachment: attachment)
+        }
+    }
+
+    /// The read requested by ``EngineAction/readDevice(luid:byteCount:)`` finished.
+    public mutating func completeRead(luid: UInt64, _ result: Result<[UInt8], DeviceIOError>) -> EngineOutput {
+        guard pendingDiskOperations[luid] == .resumeLoad, logs[luid] != nil else {
+            pendingDiskOperations.removeValue(forKey: luid)
+            return .reply(.failure(.invalidArgument))
+        }
+        let notices = logs[luid]!.applyDiskImage(result)
+        logs[luid]!.resume()
+        pendingDiskOperations[luid] = .resumeWrite
+        return EngineOutput(.writeDevice(luid: luid, logs[luid]!.pendingDiskWrites()), notices: notices)
+    }
+
+    /// The writes requested by ``EngineAction/writeDevice(luid:_:)`` finished.
+    public mutating func completeWrite(luid: UInt64, _ result: Result<Void, DeviceIOError>) -> EngineOutput {
+        guard pendingDiskOperations.removeValue(forKey: luid) != nil, let log = logs[luid] else {
+            return .reply(.failure(.invalidArgument))
+        }
+        switch result {
+        case .success:
+            logs[luid]!.diskWritesSucceeded()
+            return .reply(.ok)
+        case let .failure(error):
+            let first = !(log.disk?.failed ?? false)
+            logs[luid]!.diskWriteFailed()
+            return .reply(.failure(.ioError), [Notice(first ? .error : .debug, uuid: log.uuid, "log device write failed (\(error)); answering -EIO, status shows D")])
+        }
+    }
+
+    // MARK: Internals
+
+    private mutating func flushDisk(_ luid: UInt64) -> EngineOutput {
+        guard let log = logs[luid], log.hasDirtyBlocks else { return .reply(.ok) }
+        pendingDiskOperations[luid] = .flush
+        return EngineOutput(.writeDevice(luid: luid, log.pendingDiskWrites()))
+    }
+
+    private mutating func construct(_ header: RequestHeader, _ text: ConstructorString) -> EngineOutput {
+        let uuid = header.uuid
+        let luid = header.luid
+        if let existing = logs[luid] {
+            if existing.uuid == uuid {
+                // The kernel re-sent the constructor of a log we still have (it lost contact briefly):
+                // keep the state, and answer with no payload as the reconnect path expects.
+                return .reply(.ok, [Notice(.info, uuid: uuid, "constructor re-sent for a known log; state kept")])
+            }
+            return .reply(.failure(.exists), [Notice(.error, uuid: uuid, "constructor refused: luid \(luid) already belongs to '\(existing.uuid)'")])
+        }
+        guard !header.uuidBytes.isEmpty else {
+            return .reply(.failure(.invalidArgument), [Notice(.error, uuid: nil, "constructor refused: empty uuid")])
+        }
+        let arguments: ConstructorArguments
+        do {
+            arguments = try ConstructorArguments.parse(text.text)
+        } catch {
+            return .reply(.failure(.invalidArgument), [Notice(.error, uuid: uuid, "constructor refused: \(error) in '\(text.text)'")])
+        }
+        if arguments.logType.isClustered && !clusterAvailable {
+            return .reply(.failure(.invalidArgument), [Notice(.error, uuid: uuid, "constructor refused: log type \(arguments.logType) needs the cluster layer, which is not available in this mirrorlogd")])
+        }
+        if let other = logs.values.first(where: { $0.uuid == uuid }) {
+            return .reply(.failure(.exists), [Notice(.error, uuid: uuid, "constructor refused: uuid already in use by luid \(other.luid)")])
+        }
+        let pending = PendingConstructor(uuid: uuid, arguments: arguments, version: header.version, stateLost: text.isNULTerminated)
+        if let device = arguments.logDevice {
+            pendingConstructors[luid] = pending
+            return EngineOutput(.openDevice(luid: luid, device))
+        }
+        return finishConstruct(luid: luid, pending, attachment: nil)
+    }
+
+    private mutating func finishConstruct(luid: UInt64, _ pending: PendingConstructor, attachment: DeviceAttachment?) -> EngineOutput {
+        let log = MirrorLog(uuid: pending.uuid, luid: luid, arguments: pending.arguments, attachment: attachment, stateLost: pending.stateLost)
+        logs[luid] = log
+        var message = "log created: \(pending.arguments.logType), \(log.regionCount) regions of \(pending.arguments.regionSize) sectors"
+        if let attachment { message += ", log device \(attachment.deviceNumber)" }
+        if pending.stateLost { message += "; kernel reconnected after the daemon was gone, so " + (attachment == nil ? "every region will be resynced" : "the state comes from the log device") }
+        let notice = Notice(.info, uuid: pending.uuid, message)
+        // Protocol 2+: hand the kernel the log device to hold open. Not on a reconnect: the kernel then
+        // passes no reply buffer and a payload would fail with -ENOSPC.
+        if let attachment, pending.version >= 2, !pending.stateLost {
+            return .reply(Reply(payload: .deviceName(attachment.deviceNumber)), [notice])
+        }
+        return .reply(.ok, [notice])
+    }
+
+    private func unknownLog(_ request: KernelRequest) -> EngineOutput {
+        switch request.type {
+        case .destructor:
+            return .reply(.ok, [Notice(.debug, uuid: request.header.uuid, "destructor for an unknown log (luid \(request.header.luid)); nothing to do")])
+        default:
+            // -ESRCH makes the kernel's request path re-send CTR and RESUME, then this request: the
+            // way back after a daemon restart that the kernel did not notice.
+            return .reply(.failure(.noSuchProcess), [Notice(.warning, uuid: request.header.uuid, "\(request.type) for unknown log (luid \(request.header.luid)); answering -ESRCH so the kernel re-sends its constructor")])
+        }
+    }
+
+    private func outOfRange(_ request: KernelRequest, _ log: MirrorLog, _ region: UInt64) -> EngineOutput {
+        .reply(.failure(.invalidArgument), [Notice(.error, uuid: log.uuid, "\(request.type) names region \(region), but the log has \(log.regionCount) regions; refused")])
+    }
+}

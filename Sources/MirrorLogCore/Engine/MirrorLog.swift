@@ -1,0 +1,280 @@
+/// Lifecycle phase of a log, driven by the kernel's suspend and resume calls.
+public enum LogPhase: String, Sendable, Equatable {
+    /// Constructed, not resumed yet.
+    case constructed
+    /// Resumed: I/O flows.
+    case running
+    /// PRESUSPEND seen: recovery is stopped.
+    case presuspended
+    /// POSTSUSPEND seen: no I/O until RESUME.
+    case suspended
+}
+
+/// The state of one mirror log and the rules of every request on it (REFERENCE.md section 2).
+///
+/// Pure: regions in, answers out. Requests carry the member that issued them so that the cluster
+/// layer can apply the same ordered stream on every member.
+public struct MirrorLog: Sendable {
+    public let uuid: String
+    public let luid: UInt64
+    public let arguments: ConstructorArguments
+    public let regionCount: UInt64
+
+    /// Regions with no write in flight anywhere that are in sync: what the disk log records.
+    public private(set) var clean: Bitmap
+    /// Regions whose legs are identical.
+    public private(set) var sync: Bitmap
+    /// Number of set bits in `sync`, kept up to date on every change (no popcount per request).
+    public private(set) var syncCount: UInt64
+    /// Per-member marks.
+    public private(set) var marks: MarkTable
+    /// Regions handed out as resync work, and to whom.
+    public private(set) var recovering: [UInt64: MemberID] = [:]
+    public private(set) var phase: LogPhase = .constructed
+    /// The log device, for disk logs.
+    public private(set) var disk: DiskState?
+
+    /// Where the next GET_RESYNC_WORK search starts; moves forward only, reset by RESUME (as the kernel's own logs do).
+    private var resyncCursor: UInt64 = 0
+    /// Every region below this is in sync. Lowered when a region goes out of sync; raised lazily.
+    private var lowestUnsyncedBound: UInt64 = 0
+    /// Set once every region was in sync; clustered logs then answer IN_SYNC = 1 until the next resume
+    /// (LVM2 bug 596453: one node's leg failure must not switch the others to primary-only writes).
+    private var fullySyncedLatch = false
+
+    /// A new log. `stateLost` says the kernel re-sent its constructor after the daemon was gone: a core
+    /// log then must treat every region as out of sync, and a disk log trusts its device, whatever
+    /// `sync`/`nosync` the table says.
+    public init(uuid: String, luid: UInt64, arguments: ConstructorArguments, attachment: DeviceAttachment?, stateLost: Bool) {
+        self.uuid = uuid
+        self.luid = luid
+        self.arguments = arguments
+        self.regionCount = arguments.regionCount
+        let inSync = arguments.syncMode == .noSync && !stateLost && !arguments.logType.hasLogDevice
+        self.clean = Bitmap(count: regionCount, value: inSync)
+        self.sync = Bitmap(count: regionCount, value: inSync)
+        self.syncCount = inSync ? regionCount : 0
+        self.marks = MarkTable(regionCount: regionCount)
+        if let attachment { disk = DiskState(attachment: attachment, regionCount: regionCount) }
+        self.stateLost = stateLost
+        refreshLatch()
+    }
+
+    private let stateLost: Bool
+
+    // MARK: Queries
+
+    /// Checks that every region is below `regionCount`; returns the first bad one.
+    public func firstOutOfRange<S: Sequence>(_ regions: S) -> UInt64? where S.Element == UInt64 {
+        for region in regions where region >= regionCount { return region }
+        return nil
+    }
+
+    public func isClean(_ region: UInt64) -> Bool { clean[region] }
+
+    public func isInSync(_ region: UInt64) -> Bool {
+        if fullySyncedLatch && arguments.logType.isClustered { return true }
+        return sync[region]
+    }
+
+    /// The lowest region that still needs resync, or `regionCount`: the highest safe `in_sync_hint`.
+    public mutating func lowestUnsyncedRegion() -> UInt64 {
+        lowestUnsyncedBound = sync.firstIndex(of: false, from: lowestUnsyncedBound)
+        return lowestUnsyncedBound
+    }
+
+    /// IS_REMOTE_RECOVERING for `region` asked by `member`: recovering if another member holds it as
+    /// resync work. The hint never passes the lowest region that still needs resync: the kernel skips
+    /// GET_RESYNC_WORK once the hint reaches the region count, and answers "not recovering" below it.
+    public mutating func remoteRecovery(of region: UInt64, askedBy member: MemberID) -> (isRecovering: Bool, inSyncHint: UInt64) {
+        var recoveringElsewhere = false
+        if let owner = recovering[region], owner != member { recoveringElsewhere = true }
+        return (recoveringElsewhere, lowestUnsyncedRegion())
+    }
+
+    // MARK: Writes to the bitmaps
+
+    /// MARK_REGION: `member` is about to write these regions. Regions must be in range.
+    public mutating func mark(_ regions: RegionList, by member: MemberID) {
+        for region in regions {
+            marks.mark(region, by: member)
+            setClean(region, false)
+        }
+    }
+
+    /// CLEAR_REGION: `member`'s writes to these regions are done. A region becomes clean again when
+    /// nobody holds it and it is in sync.
+    public mutating func clear(_ regions: RegionList, by member: MemberID) {
+        for region in regions {
+            marks.clear(region, by: member)
+            if sync[region] && !marks.isHeld(region) { setClean(region, true) }
+        }
+    }
+
+    /// SET_REGION_SYNC: recovery of `region` finished (in sync) or a leg write failed (out of sync).
+    public mutating func setRegionSync(_ region: UInt64, inSync: Bool, by member: MemberID) {
+        if recovering[region] != nil { recovering.removeValue(forKey: region) }
+        if sync.update(region, to: inSync) {
+            if inSync {
+                syncCount += 1
+            } else {
+                syncCount -= 1
+                if region < lowestUnsyncedBound { lowestUnsyncedBound = region }
+            }
+        }
+        setClean(region, inSync && !marks.isHeld(region))
+        refreshLatch()
+    }
+
+    /// GET_RESYNC_WORK for `member`: the next out-of-sync region nobody is resyncing, or nil.
+    public mutating func nextResyncWork(for member: MemberID) -> UInt64? {
+        var candidate = max(resyncCursor, lowestUnsyncedRegion())
+        while candidate < regionCount {
+            candidate = sync.firstIndex(of: false, from: candidate)
+            guard candidate < regionCount else { break }
+            if recovering[candidate] == nil {
+                recovering[candidate] = member
+                resyncCursor = candidate + 1
+                return candidate
+            }
+            candidate += 1
+        }
+        resyncCursor = regionCount
+        return nil
+    }
+
+    // MARK: Lifecycle
+
+    public mutating func presuspend() { phase = .presuspended }
+
+    public mutating func postsuspend() {
+        phase = .suspended
+        // Nothing this node handed out can still be running: recovery stopped at presuspend.
+        recovering.removeAll(keepingCapacity: true)
+    }
+
+    /// RESUME for a log whose state is in memory (core logs, or disk logs after their image was applied).
+    public mutating func resume() {
+        phase = .running
+        resyncCursor = 0
+        lowestUnsyncedBound = 0
+        recovering.removeAll(keepingCapacity: true)
+        refreshLatch(resumed: true)
+    }
+
+    // MARK: Disk
+
+    /// The size the on-disk image needs.
+    public var diskImageBytes: Int? { disk?.format.imageBytes }
+
+    /// Applies the image read from the log device at RESUME. Regions clean on disk are in sync; every
+    /// other region, and all of them if the image is unusable or `sync` was asked for, are resynced.
+    /// Returns notices for the operator. Marks the whole image dirty so the header is rewritten.
+    public mutating func applyDiskImage(_ read: Result<[UInt8], DeviceIOError>) -> [Notice] {
+        guard var state = disk else { return [] }
+        var notices: [Notice] = []
+        var loaded = Bitmap(count: regionCount)
+        let honourDisk = stateLost || arguments.syncMode == .default
+        switch read {
+        case let .success(image) where honourDisk:
+            switch state.format.decode(image) {
+            case let .success(decoded):
+                loaded = decoded.clean
+                if decoded.recordedRegions != regionCount {
+                    notices.append(Notice(.info, uuid: uuid, "log device recorded \(decoded.recordedRegions) regions, now \(regionCount); regions beyond the old end will be resynced"))
+                }
+            case let .failure(error):
+                notices.append(Notice(.warning, uuid: uuid, "log device \(state.attachment.deviceNumber) holds no valid log (\(error)); resync issued for all \(regionCount) regions"))
+            }
+        case .success:
+            if arguments.syncMode == .noSync { loaded.fill(true) }
+            notices.append(Notice(.info, uuid: uuid, arguments.syncMode == .noSync ? "nosync: all regions marked in sync" : "sync: resync issued for all \(regionCount) regions"))
+        case let .failure(error):
+            state.failed = true
+            notices.append(Notice(.error, uuid: uuid, "cannot read log device (\(error)); resync issued for all \(regionCount) regions"))
+        }
+        sync = loaded
+        syncCount = loaded.popCount
+        clean = loaded
+        for holder in marks.holders {
+            for word in holder.regions.words.indices where holder.regions.words[word] != 0 {
+                for bit in 0 ..< 64 {
+                    let region = UInt64(word) * 64 + UInt64(bit)
+                    if region < regionCount && holder.regions[region] { clean[region] = false }
+                }
+            }
+        }
+        state.dirtyBlocks.fill(true)
+        disk = state
+        return notices
+    }
+
+    /// The writes that make the device match memory: runs of dirty blocks. Empty if nothing changed.
+    public func pendingDiskWrites() -> [DiskWrite] {
+        guard let state = disk else { return [] }
+        var writes: [DiskWrite] = []
+        var block: UInt64 = state.dirtyBlocks.firstIndex(of: true, from: 0)
+        while block < state.dirtyBlocks.count {
+            let end = state.dirtyBlocks.firstIndex(of: false, from: block)
+            let range = Int(block) ..< Int(end)
+            writes.append(DiskWrite(offset: UInt64(range.lowerBound * state.format.blockSize), bytes: state.format.encodeBlocks(range, clean: clean)))
+            block = state.dirtyBlocks.firstIndex(of: true, from: end)
+        }
+        return writes
+    }
+
+    /// Whether a flush has anything to write.
+    public var hasDirtyBlocks: Bool {
+        guard let state = disk else { return false }
+        return state.dirtyBlocks.firstIndex(of: true, from: 0) < state.dirtyBlocks.count
+    }
+
+    /// The pending writes reached the device.
+    public mutating func diskWritesSucceeded() {
+        disk?.dirtyBlocks.fill(false)
+    }
+
+    /// A write failed: the blocks stay dirty for the next flush, and status shows `D`.
+    public mutating func diskWriteFailed() {
+        disk?.failed = true
+    }
+
+    /// Clears the failed flag (RESUME re-reads the device and starts afresh, as the kernel's disk log does).
+    public mutating func resetDiskFailure() {
+        disk?.failed = false
+    }
+
+    // MARK: Status
+
+    /// STATUS_INFO: `1 <type>` or `3 <type> <major:minor> <A|D>`.
+    public var statusInfo: String {
+        if let disk {
+            return "3 \(arguments.logType) \(disk.attachment.deviceNumber) \(disk.failed ? "D" : "A")"
+        }
+        return "1 \(arguments.logType)"
+    }
+
+    /// STATUS_TABLE, in the form of the kernel's own logs: `<type> <#args> [<dev>] <region size> [sync|nosync]`.
+    public var statusTable: String {
+        var words: [String] = []
+        if let disk { words.append(disk.attachment.deviceNumber) }
+        words.append(String(arguments.regionSize))
+        if arguments.syncMode != .default { words.append(arguments.syncMode.rawValue) }
+        if arguments.blockOnError { words.append("block_on_error") }
+        return "\(arguments.logType) \(words.count) \(words.joined(separator: " "))"
+    }
+
+    // MARK: Helpers
+
+    @inline(__always)
+    private mutating func setClean(_ region: UInt64, _ value: Bool) {
+        if clean.update(region, to: value), disk != nil {
+            disk!.dirtyBlocks[UInt64(disk!.format.block(ofWord: Int(region >> 6)))] = true
+        }
+    }
+
+    private mutating func refreshLatch(resumed: Bool = false) {
+        if resumed { fullySyncedLatch = false }
+        if syncCount == regionCount { fullySyncedLatch = true }
+    }
+}
