@@ -31,7 +31,7 @@ public struct DeviceIOError: Error, Sendable, Equatable, CustomStringConvertible
         self.operation = operation
     }
 
-    public var description: String { "\(operation): \(Errno(rawValue: errno))" }
+    public var description: String { "\(operation): \(KernelErrno(rawValue: errno))" }
 }
 
 /// One write of whole blocks to a log device.

@@ -13,24 +13,24 @@ public struct Reply: Sendable, Equatable {
     public static let ok = Reply()
 
     /// A failure with the given errno (positive), sent negated as the kernel expects.
-    public static func failure(_ errno: Errno) -> Reply { Reply(error: -errno.rawValue, payload: .none) }
+    public static func failure(_ errno: KernelErrno) -> Reply { Reply(error: -errno.rawValue, payload: .none) }
 }
 
 /// The errno values the engine answers with. Values are Linux's.
-public struct Errno: RawRepresentable, Sendable, Equatable, Hashable, CustomStringConvertible {
+public struct KernelErrno: RawRepresentable, Sendable, Equatable, Hashable, CustomStringConvertible {
     public var rawValue: Int32
     public init(rawValue: Int32) { self.rawValue = rawValue }
 
-    public static let ioError = Errno(rawValue: 5)          // EIO
-    public static let noSuchProcess = Errno(rawValue: 3)    // ESRCH
-    public static let tryAgain = Errno(rawValue: 11)        // EAGAIN
-    public static let noMemory = Errno(rawValue: 12)        // ENOMEM
-    public static let busy = Errno(rawValue: 16)            // EBUSY
-    public static let exists = Errno(rawValue: 17)          // EEXIST
-    public static let noDevice = Errno(rawValue: 19)        // ENODEV
-    public static let invalidArgument = Errno(rawValue: 22) // EINVAL
-    public static let noSpace = Errno(rawValue: 28)         // ENOSPC
-    public static let notSupported = Errno(rawValue: 95)    // EOPNOTSUPP
+    public static let ioError = KernelErrno(rawValue: 5)          // EIO
+    public static let noSuchProcess = KernelErrno(rawValue: 3)    // ESRCH
+    public static let tryAgain = KernelErrno(rawValue: 11)        // EAGAIN
+    public static let noMemory = KernelErrno(rawValue: 12)        // ENOMEM
+    public static let busy = KernelErrno(rawValue: 16)            // EBUSY
+    public static let exists = KernelErrno(rawValue: 17)          // EEXIST
+    public static let noDevice = KernelErrno(rawValue: 19)        // ENODEV
+    public static let invalidArgument = KernelErrno(rawValue: 22) // EINVAL
+    public static let noSpace = KernelErrno(rawValue: 28)         // ENOSPC
+    public static let notSupported = KernelErrno(rawValue: 95)    // EOPNOTSUPP
 
     public var description: String {
         switch rawValue {

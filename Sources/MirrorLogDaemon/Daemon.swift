@@ -1,0 +1,146 @@
+import Logging
+import MirrorLogAdapters
+import MirrorLogCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The daemon: one thread, one poll loop over the kernel transport and the signalfd.
+public final class Daemon {
+    private let configuration: DaemonConfiguration
+    private let logger: Logger
+    private let transport: KernelTransport
+    private let signals: SignalSource
+    private let processor: RequestProcessor
+    private var receiveBuffer = [UInt8](repeating: 0, count: 1 << 16)
+    private var replyBuffer: [UInt8] = []
+    private var lastTerminationRequest: Int?
+    private var running = true
+
+    /// Why the daemon could not start.
+    public enum StartupError: Error, CustomStringConvertible {
+        case transport(String)
+        case signals(String)
+
+        public var description: String {
+            switch self {
+            case let .transport(m): "cannot open the kernel connection: \(m)"
+            case let .signals(m): "cannot set up signal handling: \(m)"
+            }
+        }
+    }
+
+    /// Opens the kernel connection (netlink connector by default) and the signalfd.
+    public init(configuration: DaemonConfiguration, logger: Logger, transport: KernelTransport? = nil) throws(StartupError) {
+        self.configuration = configuration
+        self.logger = logger
+        do {
+            self.transport = try transport ?? NetlinkConnectorSocket()
+        } catch {
+            throw .transport("\(error) (is this root, and is the kernel's connector available?)")
+        }
+        do {
+            self.signals = try SignalSource()
+        } catch {
+            throw .signals("\(error)")
+        }
+        replyBuffer.reserveCapacity(1 << 12)
+        processor = RequestProcessor(runtimeDirectory: configuration.runtimeDirectory, logger: logger, debug: configuration.debug)
+    }
+
+    /// Serves until told to stop. Returns the process exit status.
+    public func run() -> Int32 {
+        logger.info("mirrorlogd \(MirrorLogVersion.string) serving device-mapper userspace logs (log types: core, disk)")
+        var poller = Poller([transport.fileDescriptor, signals.fileDescriptor])
+        while running {
+            let ready = poller.wait(timeoutMilliseconds: 1000)
+            if ready.contains(1) { handleSignals() }
+            if ready.contains(0) { drainKernel() }
+        }
+        return 0
+    }
+
+    private func drainKernel() {
+        // Bound one pass so signals are seen under a flood.
+        for _ in 0 ..< 256 {
+            let datagram: ReceivedDatagram?
+            do {
+                datagram = try transport.receive(into: &receiveBuffer)
+            } catch {
+                // ENOBUFS: the socket overflowed and the kernel dropped requests; it re-sends them after 15 s.
+                logger.warning("receiving from the kernel failed: \(error)")
+                return
+            }
+            guard let datagram else { return }
+            guard datagram.fromKernel else {
+                processor.statistics.dropped += 1
+                logger.warning("dropped a message from netlink port \(datagram.senderPortID): only the kernel may send requests")
+                continue
+            }
+            if processor.process(receiveBuffer[0 ..< datagram.byteCount], reply: &replyBuffer, portID: transport.portID) {
+                do {
+                    try transport.send(replyBuffer)
+                } catch {
+                    logger.error("sending a reply to the kernel failed: \(error); the kernel will re-send after its timeout")
+                }
+            }
+        }
+    }
+
+    private func handleSignals() {
+        while let signal = signals.next() {
+            switch signal {
+            case .dumpState:
+                dumpState()
+            case .hangup:
+                logger.info("SIGHUP: nothing to reload; state follows")
+                dumpState()
+            case .terminate, .interrupt:
+                requestTermination(signal)
+            }
+        }
+    }
+
+    /// SIGTERM/SIGINT: exit at once if no log is active. With active logs the first signal is refused
+    /// (as cmirrord does), because the kernel would block I/O until a daemon comes back; a second one
+    /// within the window persists every disk log and exits.
+    private func requestTermination(_ signal: SignalSource.Signal) {
+        let name = signal == .terminate ? "SIGTERM" : "SIGINT"
+        let active = processor.engine.logs.count
+        if active == 0 {
+            logger.info("\(name): no active logs; exiting")
+            running = false
+            return
+        }
+        let now = monotonicSeconds()
+        if let last = lastTerminationRequest, now - last <= configuration.forcedExitWindowSeconds {
+            processor.persistAll()
+            logger.warning("\(name) again: exiting with \(active) active log(s); disk logs were persisted. The kernel blocks their I/O and retries every 2 s until mirrorlogd runs again; core logs will then resync fully.")
+            running = false
+            return
+        }
+        lastTerminationRequest = now
+        logger.warning("\(name): refusing to exit while \(active) log(s) are active (remove the mirrors first, or send the signal again within \(configuration.forcedExitWindowSeconds) s to force)")
+    }
+
+    private func dumpState() {
+        let logs = processor.engine.logs.values.sorted { $0.uuid < $1.uuid }
+        logger.info("state dump: \(logs.count) log(s); \(processor.statistics.summary)")
+        for log in logs {
+            logger.info("\(log.uuid) \(log.summary)", metadata: ["log": "\(shortUUID(log.uuid))"])
+        }
+    }
+}
+
+/// Seconds on the monotonic clock.
+func monotonicSeconds() -> Int {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int(ts.tv_sec)
+}
+
+/// The daemon's version.
+public enum MirrorLogVersion {
+    public static let string = "0.1.0"
+}

@@ -1,0 +1,22 @@
+/// How the daemon was asked to run.
+public struct DaemonConfiguration: Sendable {
+    /// Stay in the foreground and log to stderr (`-f`). Otherwise detach and log to syslog.
+    public var foreground: Bool
+    /// Log every request and reply.
+    public var debug: Bool
+    /// The pidfile that keeps a single instance.
+    public var pidfilePath: String
+    /// Where device nodes for `major:minor` log devices are made when /dev has none.
+    public var runtimeDirectory: String
+    /// Second SIGTERM/SIGINT within this many seconds exits even with active logs.
+    public var forcedExitWindowSeconds: Int
+
+    public init(foreground: Bool = false, debug: Bool = false, pidfilePath: String = "/run/mirrorlogd.pid",
+                runtimeDirectory: String = "/run/mirrorlogd", forcedExitWindowSeconds: Int = 10) {
+        self.foreground = foreground
+        self.debug = debug
+        self.pidfilePath = pidfilePath
+        self.runtimeDirectory = runtimeDirectory
+        self.forcedExitWindowSeconds = forcedExitWindowSeconds
+    }
+}
