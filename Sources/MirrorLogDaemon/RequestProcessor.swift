@@ -81,7 +81,6 @@ final class RequestProcessor {
                 output = engine.completeWrite(luid: luid, device.write(writes))
             case let .closeDevice(luid, then):
                 devices.removeValue(forKey: luid)
-                report(output.notices)
                 return then
             }
         }
