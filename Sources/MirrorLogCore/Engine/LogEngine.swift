@@ -119,6 +119,9 @@ public struct LogEngine: Sendable {
         case let .failure(error):
             return .reply(.failure(.invalidArgument), [Notice(.error, uuid: pending.uuid, "constructor refused: cannot use log device \(pending.arguments.logDevice?.description ?? "?"): \(error)")])
         case let .success(attachment):
+            if let other = logs.values.first(where: { $0.disk?.attachment.deviceNumber == attachment.deviceNumber }) {
+                return EngineOutput(.closeDevice(luid: luid, then: .failure(.busy)), notices: [Notice(.error, uuid: pending.uuid, "constructor refused: log device \(attachment.deviceNumber) is already the log of '\(other.uuid)'")])
+            }
             let format = DiskLogFormat(regionCount: pending.arguments.regionCount, blockSize: attachment.blockSize)
             guard UInt64(format.imageBytes) <= attachment.sizeBytes else {
                 return EngineOutput(.closeDevice(luid: luid, then: .failure(.invalidArgument)), notices: [Notice(.error, uuid: pending.uuid, "constructor refused: log device \(attachment.deviceNumber) has \(attachment.sizeBytes) bytes, the log needs \(format.imageBytes) for \(pending.arguments.regionCount) regions")])
