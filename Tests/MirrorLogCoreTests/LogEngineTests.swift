@@ -75,21 +75,24 @@ import Testing
 
     // MARK: Resync work and sync count
 
+    // Like dm-raid1, each member asks for new work only after reporting on its previous region.
+
     @Test func resyncWorkHandsOutEachRegionOnce() {
         var h = Self.coreLog(regions: 5)
         #expect(h.resyncWork(from: memberA) == .some(0))
         #expect(h.resyncWork(from: memberB) == .some(1))
-        #expect(h.resyncWork(from: memberA) == .some(2))
+        #expect(h.resyncWork(from: memberC) == .some(2))
         #expect(h.syncCount() == 0)
         #expect(h.reply(.setRegionSync, .regionSync(region: 1, inSync: true), from: memberB) == .ok)
         #expect(h.syncCount() == 1)
         #expect(h.resyncWork(from: memberB) == .some(3))
+        #expect(h.reply(.setRegionSync, .regionSync(region: 3, inSync: true), from: memberB) == .ok)
         #expect(h.resyncWork(from: memberB) == .some(4))
-        #expect(h.resyncWork(from: memberB) == .some(nil))
+        #expect(h.reply(.setRegionSync, .regionSync(region: 4, inSync: true), from: memberB) == .ok)
+        #expect(h.resyncWork(from: memberB) == .some(nil), "0 and 2 are being resynced by A and C")
+        #expect(h.reply(.setRegionSync, .regionSync(region: 0, inSync: true), from: memberA) == .ok)
         #expect(h.resyncWork(from: memberA) == .some(nil))
-        for r: UInt64 in [0, 2, 3, 4] {
-            #expect(h.reply(.setRegionSync, .regionSync(region: r, inSync: true)) == .ok)
-        }
+        #expect(h.reply(.setRegionSync, .regionSync(region: 2, inSync: true), from: memberC) == .ok)
         #expect(h.syncCount() == 5)
         // setting a region in sync twice does not count twice
         #expect(h.reply(.setRegionSync, .regionSync(region: 4, inSync: true)) == .ok)
@@ -100,10 +103,24 @@ import Testing
         #expect(h.isClean(4) == false)
     }
 
+    @Test func failedRecoveryIsNotRetriedBeforeResume() {
+        // As the kernel's own logs: the search only moves forward until the next resume.
+        var h = Self.coreLog(regions: 3)
+        #expect(h.resyncWork() == .some(0))
+        #expect(h.reply(.setRegionSync, .regionSync(region: 0, inSync: false)) == .ok)
+        #expect(h.resyncWork() == .some(1))
+        #expect(h.reply(.setRegionSync, .regionSync(region: 1, inSync: true)) == .ok)
+        #expect(h.resyncWork() == .some(2))
+        #expect(h.reply(.setRegionSync, .regionSync(region: 2, inSync: true)) == .ok)
+        #expect(h.resyncWork() == .some(nil))
+        #expect(h.reply(.resume) == .ok)
+        #expect(h.resyncWork() == .some(0))
+    }
+
     @Test func resumeRestartsResyncSearch() {
         var h = Self.coreLog(regions: 4)
-        #expect(h.resyncWork() == .some(0))
-        #expect(h.resyncWork() == .some(1))
+        #expect(h.resyncWork(from: memberA) == .some(0))
+        #expect(h.resyncWork(from: memberB) == .some(1))
         #expect(h.reply(.presuspend) == .ok)
         #expect(h.reply(.postsuspend) == .ok)
         #expect(h.reply(.resume) == .ok)
@@ -118,8 +135,11 @@ import Testing
         }
         #expect(h.syncCount() == 198)
         #expect(h.resyncWork() == .some(70))
+        _ = h.reply(.setRegionSync, .regionSync(region: 70, inSync: true))
         #expect(h.resyncWork() == .some(150))
+        _ = h.reply(.setRegionSync, .regionSync(region: 150, inSync: true))
         #expect(h.resyncWork() == .some(nil))
+        #expect(h.syncCount() == 200)
     }
 
     // MARK: IS_REMOTE_RECOVERING hint
@@ -357,5 +377,50 @@ import Testing
         var h = Self.coreLog(regions: 4, mode: "nosync")
         _ = h.reply(.setRegionSync, .regionSync(region: 2, inSync: false))
         #expect(h.inSync(2) == false)
+    }
+}
+
+/// Requests the kernel re-sends after a 15 s timeout (with a new seq; the late reply to the old seq is
+/// dropped by the kernel).
+@Suite struct KernelResendTests {
+    /// dm-raid1 recovers one region at a time per node (MAX_RECOVERY 1), so a member asking for work
+    /// while it still holds a region lost the earlier reply. cmirrord hands the same region out again
+    /// ("Re-requesting work"). The engine hands out the next one instead, and the first stays in
+    /// `recovering`, never resynced until the next resume: the mirror cannot reach full sync.
+    @Test func resentGetResyncWorkGetsTheSameRegion() {
+        var h = LogEngineTests.coreLog(regions: 4)
+        #expect(h.resyncWork() == .some(0))        // this reply is lost
+        withKnownIssue("GET_RESYNC_WORK re-sent after a lost reply hands out a new region; the first one leaks") {
+            #expect(h.resyncWork() == .some(0))    // the kernel's re-send
+        }
+    }
+
+    /// Whatever it answers to a re-send, every region must eventually be resynced without a resume.
+    @Test func lostResyncWorkReplyDoesNotBlockFullSync() {
+        var h = LogEngineTests.coreLog(regions: 4)
+        _ = h.resyncWork()                          // reply lost
+        while case let .some(.some(r)) = h.resyncWork() {
+            _ = h.reply(.setRegionSync, .regionSync(region: r, inSync: true))
+        }
+        withKnownIssue("region handed out in a lost reply is never resynced until resume") {
+            #expect(h.syncCount() == 4)
+        }
+    }
+}
+
+@Suite struct UUIDBytesTests {
+    /// The engine stores the uuid as a `String` (invalid UTF-8 replaced by U+FFFD) but compares later
+    /// requests by bytes. A CTR with a non-UTF-8 uuid must then either be refused, or leave a usable log.
+    @Test func nonUTF8UUIDIsRefusedOrUsable() {
+        var engine = LogEngine()
+        let uuid: [UInt8] = Array("LVM-".utf8) + [0xFF, 0x41]
+        func request(_ type: RequestType, _ payload: RequestPayload) -> KernelRequest {
+            wire(KernelRequest(header: RequestHeader(luid: 3, uuidBytes: uuid[...], version: 3, seq: 1, rawRequestType: type.rawValue), type: type, payload: payload))
+        }
+        let created = engine.handle(request(.constructor, ctr("4096 core 1024")))
+        guard created.action == .reply(.ok) else { return }   // refused: consistent
+        withKnownIssue("uuid compared as bytes against a String that replaced the invalid bytes") {
+            #expect(engine.handle(request(.getSyncCount, .none)).action == .reply(Reply(payload: .count(0))))
+        }
     }
 }

@@ -54,6 +54,8 @@ struct ReferenceModel {
     /// GET_RESYNC_WORK searches forward from here; RESUME restarts it (as the kernel's own logs do).
     var cursor: UInt64 = 0
 
+    static let reRequestReturnsHeldRegion = false
+
     init(regions n: UInt64, inSync: Bool) {
         self.n = n
         sync = Array(repeating: inSync, count: Int(n))
@@ -87,6 +89,12 @@ struct ReferenceModel {
             sync[Int(r)] = op.kind == .setSync
             return .ok
         case .resyncWork:
+            // cmirrord answers a member that still holds a region with that region again (its earlier
+            // reply was lost: the kernel recovers one region at a time). The engine does not yet; see
+            // KernelResendTests. Flip this when it does.
+            if Self.reRequestReturnsHeldRegion, let held = recovering.filter({ $0.value == m }).keys.min() {
+                return Reply(payload: .resyncWork(held))
+            }
             var candidate = cursor
             while candidate < n, sync[Int(candidate)] || recovering[candidate] != nil { candidate += 1 }
             guard candidate < n else {
@@ -190,7 +198,7 @@ func violations(of log: MirrorLog, against model: ReferenceModel, members: [Memb
                 let actual = send(op, to: &h, regionCount: n, member: m)
                 #expect(actual == expected, "step \(step): \(op) from \(m)")
                 if case let .resyncWork(.some(r)) = actual.payload {
-                    #expect(before[r] == nil, "step \(step): region \(r) handed out while \(before[r].map { "\($0)" } ?? "") recovers it")
+                    #expect(before[r] == nil || (ReferenceModel.reRequestReturnsHeldRegion && before[r] == m), "step \(step): region \(r) handed out while \(before[r].map { "\($0)" } ?? "") recovers it")
                 }
                 if case let .remoteRecovering(_, hint) = actual.payload {
                     #expect(hint <= model.lowestOutOfSync, "step \(step): hint \(hint)")
