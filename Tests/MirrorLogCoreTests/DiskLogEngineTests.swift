@@ -323,9 +323,7 @@ import Testing
         var (h, first) = DiskLogEngineTests.construct("131072 disk 7:3 1024", version: 3)
         #expect(first.action == .reply(Reply(payload: .deviceName("7:3"))))
         let resent = h.send(.constructor, ctr("131072 disk 7:3 1024"))
-        withKnownIssue("CTR for a known log always replies without payload, even when it is not the NUL-terminated reconnect form") {
-            #expect(resent.action == .reply(Reply(payload: .deviceName("7:3"))))
-        }
+        #expect(resent.action == .reply(Reply(payload: .deviceName("7:3"))))
         // The reconnect form must stay without payload (no reply buffer on the kernel side).
         #expect(h.send(.constructor, ctr("131072 disk 7:3 1024", nul: true)).action == .reply(.ok))
     }

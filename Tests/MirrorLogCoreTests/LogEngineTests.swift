@@ -390,9 +390,7 @@ import Testing
     @Test func resentGetResyncWorkGetsTheSameRegion() {
         var h = LogEngineTests.coreLog(regions: 4)
         #expect(h.resyncWork() == .some(0))        // this reply is lost
-        withKnownIssue("GET_RESYNC_WORK re-sent after a lost reply hands out a new region; the first one leaks") {
-            #expect(h.resyncWork() == .some(0))    // the kernel's re-send
-        }
+        #expect(h.resyncWork() == .some(0))    // the kernel's re-send
     }
 
     /// Whatever it answers to a re-send, every region must eventually be resynced without a resume.
@@ -402,9 +400,7 @@ import Testing
         while case let .some(.some(r)) = h.resyncWork() {
             _ = h.reply(.setRegionSync, .regionSync(region: r, inSync: true))
         }
-        withKnownIssue("region handed out in a lost reply is never resynced until resume") {
-            #expect(h.syncCount() == 4)
-        }
+        #expect(h.syncCount() == 4)
     }
 }
 
@@ -419,8 +415,6 @@ import Testing
         }
         let created = engine.handle(request(.constructor, ctr("4096 core 1024")))
         guard created.action == .reply(.ok) else { return }   // refused: consistent
-        withKnownIssue("uuid compared as bytes against a String that replaced the invalid bytes") {
-            #expect(engine.handle(request(.getSyncCount, .none)).action == .reply(Reply(payload: .count(0))))
-        }
+        #expect(engine.handle(request(.getSyncCount, .none)).action == .reply(Reply(payload: .count(0))))
     }
 }

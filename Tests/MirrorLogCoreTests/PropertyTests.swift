@@ -54,7 +54,7 @@ struct ReferenceModel {
     /// GET_RESYNC_WORK searches forward from here; RESUME restarts it (as the kernel's own logs do).
     var cursor: UInt64 = 0
 
-    static let reRequestReturnsHeldRegion = false
+    static let reRequestReturnsHeldRegion = true
 
     init(regions n: UInt64, inSync: Bool) {
         self.n = n

@@ -5,14 +5,15 @@ public struct ConstructorArguments: Sendable, Equatable {
     public var logType: LogType
     /// The log device, for `disk` and `clustered-disk`.
     public var logDevice: LogDeviceSpec?
-    /// Region size in sectors: a power of two, at least 2, at most the target length.
+    /// Region size in sectors: a power of two, at least 2 (larger than the device is allowed, as cmirrord does).
     public var regionSize: UInt32
     public var syncMode: SyncMode
     public var blockOnError: Bool
 
     /// `ceil(length / region_size)`, as the kernel computes it.
     public var regionCount: UInt64 {
-        (lengthSectors + UInt64(regionSize) - 1) / UInt64(regionSize)
+        let size = UInt64(regionSize)
+        return lengthSectors / size + (lengthSectors % size == 0 ? 0 : 1)
     }
 
     /// The largest region count accepted: bitmaps of 32 MiB each.
@@ -46,7 +47,6 @@ public struct ConstructorArguments: Sendable, Equatable {
         guard let region = UInt32(regionWord) else { throw .badRegionSize(regionWord, reason: "not a number of sectors") }
         guard region >= 2 else { throw .badRegionSize(regionWord, reason: "must be at least 2 sectors") }
         guard region & (region - 1) == 0 else { throw .badRegionSize(regionWord, reason: "must be a power of two") }
-        guard UInt64(region) <= length else { throw .badRegionSize(regionWord, reason: "larger than the device (\(length) sectors)") }
 
         var sync = SyncMode.default
         var blockOnError = false

@@ -17,6 +17,7 @@ public struct LogEngine: Sendable {
     private var pendingDiskOperations: [UInt64: DiskOperation] = [:]
 
     private struct PendingConstructor: Sendable {
+        var uuidBytes: [UInt8]
         var uuid: String
         var arguments: ConstructorArguments
         var version: UInt32
@@ -38,72 +39,73 @@ public struct LogEngine: Sendable {
             guard case let .constructor(text) = request.payload else { return .reply(.failure(.invalidArgument)) }
             return construct(request.header, text)
         }
-        guard let log = logs[luid] else {
+        guard let index = logs.index(forKey: luid) else {
             return unknownLog(request)
         }
-        guard log.uuid.utf8.elementsEqual(request.header.uuidBytes) else {
-            return .reply(.failure(.invalidArgument), [Notice(.error, uuid: request.header.uuid, "\(request.type) for luid \(luid) names uuid '\(request.header.uuid)', but that luid belongs to '\(log.uuid)'")])
+        guard logs.values[index].hasUUID(request.header.uuidBytes) else {
+            let owner = logs.values[index].uuid
+            return .reply(.failure(.invalidArgument), [Notice(.error, uuid: request.header.uuid, "\(request.type) for luid \(luid) names uuid '\(request.header.uuid)', but that luid belongs to '\(owner)'")])
         }
         switch request.type {
         case .constructor:
             fatalError("handled above")
         case .destructor:
-            logs.removeValue(forKey: luid)
+            let log = logs.remove(at: index).value
             pendingDiskOperations.removeValue(forKey: luid)
             let notice = Notice(.info, uuid: log.uuid, "log destroyed")
             if log.disk != nil { return EngineOutput(.closeDevice(luid: luid, then: .ok), notices: [notice]) }
             return .reply(.ok, [notice])
         case .presuspend:
-            logs[luid]!.presuspend()
+            logs.values[index].presuspend()
             return .reply(.ok)
         case .postsuspend:
-            logs[luid]!.postsuspend()
+            logs.values[index].postsuspend()
             return flushDisk(luid)
         case .resume:
-            logs[luid]!.resetDiskFailure()
-            if let bytes = log.diskImageBytes {
+            logs.values[index].resetDiskFailure()
+            if let bytes = logs.values[index].diskImageBytes {
                 pendingDiskOperations[luid] = .resumeLoad
                 return EngineOutput(.readDevice(luid: luid, byteCount: bytes))
             }
-            logs[luid]!.resume()
+            logs.values[index].resume()
             return .reply(.ok)
         case .getRegionSize:
-            return .reply(Reply(payload: .count(UInt64(log.arguments.regionSize))))
+            return .reply(Reply(payload: .count(UInt64(logs.values[index].arguments.regionSize))))
         case .isClean, .inSync:
             guard case let .region(region) = request.payload else { return .reply(.failure(.invalidArgument)) }
-            guard region < log.regionCount else { return outOfRange(request, log, region) }
-            let answer = request.type == .isClean ? log.isClean(region) : log.isInSync(region)
+            guard region < logs.values[index].regionCount else { return outOfRange(request, logs.values[index], region) }
+            let answer = request.type == .isClean ? logs.values[index].isClean(region) : logs.values[index].isInSync(region)
             return .reply(Reply(payload: .flag(answer)))
         case .markRegion, .clearRegion:
             guard case let .regions(regions) = request.payload else { return .reply(.failure(.invalidArgument)) }
-            if let bad = log.firstOutOfRange(regions) { return outOfRange(request, log, bad) }
-            if request.type == .markRegion { logs[luid]!.mark(regions, by: member) } else { logs[luid]!.clear(regions, by: member) }
+            if let bad = logs.values[index].firstOutOfRange(regions) { return outOfRange(request, logs.values[index], bad) }
+            if request.type == .markRegion { logs.values[index].mark(regions, by: member) } else { logs.values[index].clear(regions, by: member) }
             return .reply(.ok)
         case .flush:
             if case let .regions(regions) = request.payload {
                 // integrated_flush: the marks ride inside the FLUSH. Ignoring them loses marks.
-                if let bad = log.firstOutOfRange(regions) { return outOfRange(request, log, bad) }
-                logs[luid]!.mark(regions, by: member)
+                if let bad = logs.values[index].firstOutOfRange(regions) { return outOfRange(request, logs.values[index], bad) }
+                logs.values[index].mark(regions, by: member)
             }
             return flushDisk(luid)
         case .getResyncWork:
-            let region = logs[luid]!.nextResyncWork(for: member)
+            let region = logs.values[index].nextResyncWork(for: member)
             return .reply(Reply(payload: .resyncWork(region)))
         case .setRegionSync:
             guard case let .regionSync(region, inSync) = request.payload else { return .reply(.failure(.invalidArgument)) }
-            guard region < log.regionCount else { return outOfRange(request, log, region) }
-            logs[luid]!.setRegionSync(region, inSync: inSync, by: member)
+            guard region < logs.values[index].regionCount else { return outOfRange(request, logs.values[index], region) }
+            logs.values[index].setRegionSync(region, inSync: inSync, by: member)
             return .reply(.ok)
         case .getSyncCount:
-            return .reply(Reply(payload: .count(log.syncCount)))
+            return .reply(Reply(payload: .count(logs.values[index].syncCount)))
         case .statusInfo:
-            return .reply(Reply(payload: .text(log.statusInfo)))
+            return .reply(Reply(payload: .text(logs.values[index].statusInfo)))
         case .statusTable:
-            return .reply(Reply(payload: .text(log.statusTable)))
+            return .reply(Reply(payload: .text(logs.values[index].statusTable)))
         case .isRemoteRecovering:
             guard case let .region(region) = request.payload else { return .reply(.failure(.invalidArgument)) }
-            guard region < log.regionCount else { return outOfRange(request, log, region) }
-            let answer = logs[luid]!.remoteRecovery(of: region, askedBy: member)
+            guard region < logs.values[index].regionCount else { return outOfRange(request, logs.values[index], region) }
+            let answer = logs.values[index].remoteRecovery(of: region, askedBy: member)
             return .reply(Reply(payload: .remoteRecovering(isRecovering: answer.isRecovering, inSyncHint: answer.inSyncHint)))
         }
     }
@@ -170,10 +172,15 @@ public struct LogEngine: Sendable {
         let uuid = header.uuid
         let luid = header.luid
         if let existing = logs[luid] {
-            if existing.uuid == uuid {
-                // The kernel re-sent the constructor of a log we still have (it lost contact briefly):
-                // keep the state, and answer with no payload as the reconnect path expects.
-                return .reply(.ok, [Notice(.info, uuid: uuid, "constructor re-sent for a known log; state kept")])
+            if existing.hasUUID(header.uuidBytes) {
+                // The kernel re-sent the constructor of a log we still have: keep the state. The reconnect
+                // form (NUL-terminated) has no reply buffer, so it gets no payload; a CTR re-sent after
+                // a timeout does, and the kernel registers the log device only from the reply it accepts.
+                let notice = Notice(.info, uuid: uuid, "constructor re-sent for a known log; state kept")
+                if let disk = existing.disk, header.version >= 2, !text.isNULTerminated {
+                    return .reply(Reply(payload: .deviceName(disk.attachment.deviceNumber)), [notice])
+                }
+                return .reply(.ok, [notice])
             }
             return .reply(.failure(.exists), [Notice(.error, uuid: uuid, "constructor refused: luid \(luid) already belongs to '\(existing.uuid)'")])
         }
@@ -189,10 +196,10 @@ public struct LogEngine: Sendable {
         if arguments.logType.isClustered && !clusterAvailable {
             return .reply(.failure(.invalidArgument), [Notice(.error, uuid: uuid, "constructor refused: log type \(arguments.logType) needs the cluster layer, which is not available in this mirrorlogd")])
         }
-        if let other = logs.values.first(where: { $0.uuid == uuid }) {
+        if let other = logs.values.first(where: { $0.hasUUID(header.uuidBytes) }) {
             return .reply(.failure(.exists), [Notice(.error, uuid: uuid, "constructor refused: uuid already in use by luid \(other.luid)")])
         }
-        let pending = PendingConstructor(uuid: uuid, arguments: arguments, version: header.version, stateLost: text.isNULTerminated)
+        let pending = PendingConstructor(uuidBytes: Array(header.uuidBytes), uuid: uuid, arguments: arguments, version: header.version, stateLost: text.isNULTerminated)
         if let device = arguments.logDevice {
             pendingConstructors[luid] = pending
             return EngineOutput(.openDevice(luid: luid, device))
@@ -201,7 +208,7 @@ public struct LogEngine: Sendable {
     }
 
     private mutating func finishConstruct(luid: UInt64, _ pending: PendingConstructor, attachment: DeviceAttachment?) -> EngineOutput {
-        let log = MirrorLog(uuid: pending.uuid, luid: luid, arguments: pending.arguments, attachment: attachment, stateLost: pending.stateLost)
+        let log = MirrorLog(uuidBytes: pending.uuidBytes, luid: luid, arguments: pending.arguments, attachment: attachment, stateLost: pending.stateLost)
         logs[luid] = log
         var message = "log created: \(pending.arguments.logType), \(log.regionCount) regions of \(pending.arguments.regionSize) sectors"
         if let attachment { message += ", log device \(attachment.deviceNumber)" }

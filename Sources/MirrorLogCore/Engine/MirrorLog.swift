@@ -16,6 +16,8 @@ public enum LogPhase: String, Sendable, Equatable {
 /// layer can apply the same ordered stream on every member.
 public struct MirrorLog: Sendable {
     public let uuid: String
+    /// The uuid's bytes, for comparing with requests without building strings.
+    public let uuidBytes: [UInt8]
     public let luid: UInt64
     public let arguments: ConstructorArguments
     public let regionCount: UInt64
@@ -45,8 +47,10 @@ public struct MirrorLog: Sendable {
     /// A new log. `stateLost` says the kernel re-sent its constructor after the daemon was gone: a core
     /// log then must treat every region as out of sync, and a disk log trusts its device, whatever
     /// `sync`/`nosync` the table says.
-    public init(uuid: String, luid: UInt64, arguments: ConstructorArguments, attachment: DeviceAttachment?, stateLost: Bool) {
-        self.uuid = uuid
+    /// `uuidBytes` are the uuid exactly as the kernel sent it; `uuid` is its text for messages.
+    public init(uuidBytes: [UInt8], luid: UInt64, arguments: ConstructorArguments, attachment: DeviceAttachment?, stateLost: Bool) {
+        self.uuid = String(decoding: uuidBytes, as: UTF8.self)
+        self.uuidBytes = uuidBytes
         self.luid = luid
         self.arguments = arguments
         self.regionCount = arguments.regionCount
@@ -68,6 +72,14 @@ public struct MirrorLog: Sendable {
     public func firstOutOfRange<S: Sequence>(_ regions: S) -> UInt64? where S.Element == UInt64 {
         for region in regions where region >= regionCount { return region }
         return nil
+    }
+
+    /// Whether `bytes` is this log's uuid (a memcmp; no allocation).
+    @inline(__always)
+    public func hasUUID(_ bytes: ArraySlice<UInt8>) -> Bool {
+        uuidBytes.withUnsafeBytes { mine in
+            bytes.withUnsafeBytes { theirs in mine.count == theirs.count && mine.elementsEqual(theirs) }
+        }
     }
 
     public func isClean(_ region: UInt64) -> Bool { clean[region] }
@@ -127,7 +139,12 @@ public struct MirrorLog: Sendable {
     }
 
     /// GET_RESYNC_WORK for `member`: the next out-of-sync region nobody is resyncing, or nil.
+    ///
+    /// dm-raid1 recovers one region at a time per node (MAX_RECOVERY is 1), so a member that asks
+    /// while it still holds a region lost our earlier reply (the kernel re-sends after 15 s with a new
+    /// seq): it gets the same region again, which otherwise would never be resynced before a resume.
     public mutating func nextResyncWork(for member: MemberID) -> UInt64? {
+        for (region, owner) in recovering where owner == member { return region }
         var candidate = max(resyncCursor, lowestUnsyncedRegion())
         while candidate < regionCount {
             candidate = sync.firstIndex(of: false, from: candidate)

@@ -59,7 +59,7 @@ public enum WireEncoder {
         buffer.append(contentsOf: header.uuidBytes.prefix(uuidCount))
         // NUL-fill the rest of uuid[129] and the 3 bytes of padding up to `version`.
         let fill = WireLayout.versionOffset - WireLayout.uuidOffset - uuidCount
-        for _ in 0 ..< fill { buffer.append(0) }
+        buffer.append(contentsOf: repeatElement(0, count: fill))
         buffer.appendNative(header.version)
         buffer.appendNative(error)
         buffer.appendNative(header.seq)
