@@ -74,7 +74,7 @@ for s in "${SCEN[@]+"${SCEN[@]}"}"; do cmd+=" $(q "$s")"; done
 echo "booting $KIMG under TCG (mode $MODE, limit ${VM_TIMEOUT}s); results in $RES" >&2
 t0=$SECONDS
 set +e
-vm_exec "$RES" "$VM_TIMEOUT" "$cmd" | tr -d '\r' | tee "$RES/guest-output.log" |
+vm_exec "$RES" "$VM_TIMEOUT" "$cmd" | sed -u 's/\r$//' | tee "$RES/guest-output.log" |
     grep --line-buffered '^\[suite\]' >&2
 vm_rc=${PIPESTATUS[0]}
 set -e

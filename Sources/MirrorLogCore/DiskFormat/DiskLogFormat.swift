@@ -49,12 +49,20 @@ public struct DiskLogFormat: Sendable, Equatable {
             for i in 0 ..< Self.headerSize where i >= start { bytes[i - start] = header[i] }
         }
         let bitmapEnd = Self.bitmapOffset + bitmapBytes
-        var offset = max(start, Self.bitmapOffset)
-        while offset < min(end, bitmapEnd) {
-            let byteInBitmap = offset - Self.bitmapOffset
-            let word = clean.words.isEmpty ? 0 : clean.words[byteInBitmap / 8]
-            bytes[offset - start] = UInt8(truncatingIfNeeded: word >> (UInt64(byteInBitmap % 8) * 8))
-            offset += 1
+        let from = max(start, Self.bitmapOffset)
+        let to = min(end, bitmapEnd)
+        if from < to {
+            // Whole 64-bit words, little endian; the bitmap offset and block sizes are multiples of 8,
+            // so only the last word of the bitmap can be cut short (bitmaps end on 32-bit words).
+            bytes.withUnsafeMutableBytes { out in
+                var offset = from
+                while offset < to {
+                    let word = clean.words[(offset - Self.bitmapOffset) / 8].littleEndian
+                    let count = min(8, to - offset)
+                    withUnsafeBytes(of: word) { out.baseAddress!.advanced(by: offset - start).copyMemory(from: $0.baseAddress!, byteCount: count) }
+                    offset += count
+                }
+            }
         }
         return bytes
     }

@@ -230,6 +230,7 @@ public struct MirrorLog: Sendable {
     public func pendingDiskWrites() -> [DiskWrite] {
         guard let state = disk else { return [] }
         var writes: [DiskWrite] = []
+        writes.reserveCapacity(4)
         var block: UInt64 = state.dirtyBlocks.firstIndex(of: true, from: 0)
         while block < state.dirtyBlocks.count {
             let end = state.dirtyBlocks.firstIndex(of: false, from: block)
