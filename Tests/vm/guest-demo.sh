@@ -80,26 +80,34 @@ done
 echo "   mirrorlogd $("$BIN" --version) running, pid $DPID"
 
 step "Creating the mirror (userspace log, disk type, default sync = full resync)"
-# Slow dm-mirror's resync copy down so the progress can be watched.
-set_throttle 30
-echo "   (raid1_resync_throttle set to 30 % for the demo)"
+# dm-mirror copies fast under tmpfs; slow its resync down so it can be watched.
+set_throttle 4
+echo "   (dm-mirror's raid1_resync_throttle set to 4 % for the demo, so the progress is visible)"
 mirror_table TABLE userspace disk "demo-$(date +%s)" $LEN $REGION "" "$DEV_leg1" "$DEV_leg2" "$DEV_log"
 show dmsetup create "$NAME" --table "$TABLE" || die "dmsetup create failed"
 show dmsetup table "$NAME"
+show dmsetup status "$NAME"
 
-step "Writing 32 MiB at offset 64 MiB (O_DIRECT) while it resyncs"
-show dd if="$WORK/data" of="/dev/mapper/$NAME" bs=1M seek=64 oflag=direct conv=notrunc status=none ||
-    die "write failed"
+step "Writing 32 MiB at offset 64 MiB (O_DIRECT, in the background) while it resyncs"
+echo "   $ dd if=data of=/dev/mapper/$NAME bs=1M seek=64 oflag=direct &"
+dd if="$WORK/data" of="/dev/mapper/$NAME" bs=1M seek=64 oflag=direct conv=notrunc status=none &
+WPID=$!
 
-step "Resync progress (dmsetup status: in-sync regions / all regions)"
+step "Resync progress (dmsetup status: legs, in-sync regions / all regions, health, log)"
 start=$SECONDS
+writing=1
 while (( SECONDS - start < 240 )); do
+    if (( writing )) && ! kill -0 "$WPID" 2>/dev/null; then
+        wait "$WPID" || die "the write failed"
+        writing=0
+        echo "          (write finished)"
+    fi
     st=$(dmsetup status "$NAME")
-    printf '   %3ds  %s\n' $((SECONDS - start)) "$st"
-    is_in_sync "$NAME" && break
-    sleep 1
+    printf '   %3ds  %s%s\n' $((SECONDS - start)) "$st" "$( ((writing)) && echo '   [writing]')"
+    (( writing == 0 )) && is_in_sync "$NAME" && break
+    sleep 2
 done
-is_in_sync "$NAME" || die "not in sync after 240 s"
+(( writing == 0 )) && is_in_sync "$NAME" || die "not in sync (or write not done) after 240 s"
 set_throttle 100
 
 step "Final status"
