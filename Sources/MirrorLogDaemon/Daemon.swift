@@ -13,6 +13,7 @@ public final class Daemon {
     private let transport: KernelTransport
     private let signals: SignalSource
     private let processor: RequestProcessor
+    private let deviceMapper: DeviceMapperControl?
     private var receiveBuffer = [UInt8](repeating: 0, count: 1 << 16)
     private var replyBuffer: [UInt8] = []
     private var lastTerminationRequest: Int?
@@ -45,6 +46,7 @@ public final class Daemon {
         } catch {
             throw .signals("\(error)")
         }
+        deviceMapper = try? DeviceMapperControl()
         replyBuffer.reserveCapacity(1 << 12)
         processor = RequestProcessor(runtimeDirectory: configuration.runtimeDirectory, logger: logger, debug: configuration.debug)
     }
@@ -52,11 +54,12 @@ public final class Daemon {
     /// Serves until told to stop. Returns the process exit status.
     public func run() -> Int32 {
         logger.info("mirrorlogd \(MirrorLogVersion.string) serving device-mapper userspace logs (log types: core, disk)")
-        var poller = Poller([transport.fileDescriptor, signals.fileDescriptor])
+        var poller = Poller([transport.fileDescriptor, signals.fileDescriptor, deviceMapper?.fileDescriptor ?? -1])
         while running {
             let ready = poller.wait(timeoutMilliseconds: 1000)
             if ready.contains(1) { handleSignals() }
             if ready.contains(0) { drainKernel() }
+            if ready.contains(2) { readDeviceMapperReports() }
         }
         return 0
     }
@@ -84,6 +87,39 @@ public final class Daemon {
                 } catch {
                     logger.error("sending a reply to the kernel failed: \(error); the kernel will re-send after its timeout")
                 }
+            }
+            startRecoveryRestarts()
+        }
+    }
+
+    /// Restarts the kernel's recovery of logs that reconnected with work to resync: a suspend and
+    /// resume of their dm device, on a background thread (the device's log requests come back here).
+    private func startRecoveryRestarts() {
+        guard !processor.recoveryRestarts.isEmpty else { return }
+        let uuids = processor.recoveryRestarts
+        processor.recoveryRestarts.removeAll()
+        for uuid in uuids {
+            guard let deviceMapper else {
+                logger.warning("cannot restart recovery (no device-mapper control); run 'dmsetup suspend' and 'dmsetup resume' on the mirror", metadata: ["log": "\(shortUUID(uuid))"])
+                continue
+            }
+            do {
+                try deviceMapper.restartRecovery(ofLog: uuid)
+            } catch {
+                logger.warning("cannot start the recovery restart: \(error); run 'dmsetup suspend' and 'dmsetup resume' on the mirror", metadata: ["log": "\(shortUUID(uuid))"])
+            }
+        }
+    }
+
+    private func readDeviceMapperReports() {
+        for line in deviceMapper?.readReports() ?? [] {
+            let words = line.split(separator: " ", maxSplits: 2).map(String.init)
+            guard words.count >= 2 else { continue }
+            let uuid = words[1].hasSuffix(":") ? String(words[1].dropLast()) : words[1]
+            if words[0] == "ok" {
+                logger.info("recovery restarted: suspended and resumed dm device \(words.count > 2 ? words[2] : "?")", metadata: ["log": "\(shortUUID(uuid))"])
+            } else {
+                logger.warning("recovery restart failed: \(words.count > 2 ? words[2] : line); run 'dmsetup suspend' and 'dmsetup resume' on the mirror", metadata: ["log": "\(shortUUID(uuid))"])
             }
         }
     }

@@ -11,6 +11,8 @@ final class RequestProcessor {
     private let logger: Logger
     private let debug: Bool
     let statistics = RequestStatistics()
+    /// Logs whose kernel recovery must be restarted once their reply is sent (see `EngineOutput`).
+    var recoveryRestarts: [String] = []
 
     init(runtimeDirectory: String, logger: Logger, debug: Bool) {
         self.runtimeDirectory = runtimeDirectory
@@ -55,6 +57,7 @@ final class RequestProcessor {
         // Each request needs at most: open, or read then write, or write. Bound the loop anyway.
         for _ in 0 ..< 8 {
             report(output.notices)
+            if let uuid = output.restartRecoveryOf { recoveryRestarts.append(uuid) }
             switch output.action {
             case let .reply(reply):
                 return reply

@@ -16,10 +16,14 @@ public enum EngineAction: Sendable, Equatable {
 public struct EngineOutput: Sendable, Equatable {
     public var action: EngineAction
     public var notices: [Notice]
+    /// After sending the reply, restart the kernel's recovery of the log with this uuid by suspending
+    /// and resuming its dm device (see ``MirrorLog/recoveryRestartPending``).
+    public var restartRecoveryOf: String?
 
-    public init(_ action: EngineAction, notices: [Notice] = []) {
+    public init(_ action: EngineAction, notices: [Notice] = [], restartRecoveryOf: String? = nil) {
         self.action = action
         self.notices = notices
+        self.restartRecoveryOf = restartRecoveryOf
     }
 
     static func reply(_ reply: Reply, _ notices: [Notice] = []) -> EngineOutput {

@@ -68,7 +68,7 @@ public struct LogEngine: Sendable {
                 return EngineOutput(.readDevice(luid: luid, byteCount: bytes))
             }
             logs.values[index].resume()
-            return .reply(.ok)
+            return resumed(index)
         case .getRegionSize:
             return .reply(Reply(payload: .count(UInt64(logs.values[index].arguments.regionSize))))
         case .isClean, .inSync:
@@ -146,12 +146,15 @@ public struct LogEngine: Sendable {
 
     /// The writes requested by ``EngineAction/writeDevice(luid:_:)`` finished.
     public mutating func completeWrite(luid: UInt64, _ result: Result<Void, DeviceIOError>) -> EngineOutput {
-        guard pendingDiskOperations.removeValue(forKey: luid) != nil, let log = logs[luid] else {
+        guard pendingDiskOperations[luid] != nil, let log = logs[luid] else {
+            pendingDiskOperations.removeValue(forKey: luid)
             return .reply(.failure(.invalidArgument))
         }
+        let operation = pendingDiskOperations.removeValue(forKey: luid)
         switch result {
         case .success:
             logs[luid]!.diskWritesSucceeded()
+            if operation == .resumeWrite, let index = logs.index(forKey: luid) { return resumed(index) }
             return .reply(.ok)
         case let .failure(error):
             let first = !(log.disk?.failed ?? false)
@@ -161,6 +164,14 @@ public struct LogEngine: Sendable {
     }
 
     // MARK: Internals
+
+    /// The reply to a RESUME that completed, asking for a recovery restart after a reconnect.
+    private mutating func resumed(_ index: Dictionary<UInt64, MirrorLog>.Index) -> EngineOutput {
+        guard logs.values[index].takeRecoveryRestart() else { return .reply(.ok) }
+        let log = logs.values[index]
+        let notice = Notice(.info, uuid: log.uuid, "resumed after the kernel reconnected with \(log.regionCount - log.syncCount) region(s) to resync; restarting the kernel's recovery with a suspend and resume of the device")
+        return EngineOutput(.reply(.ok), notices: [notice], restartRecoveryOf: log.uuid)
+    }
 
     private mutating func flushDisk(_ luid: UInt64) -> EngineOutput {
         guard let log = logs[luid], log.hasDirtyBlocks else { return .reply(.ok) }

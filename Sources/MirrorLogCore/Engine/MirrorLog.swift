@@ -61,10 +61,17 @@ public struct MirrorLog: Sendable {
         self.marks = MarkTable(regionCount: regionCount)
         if let attachment { disk = DiskState(attachment: attachment, regionCount: regionCount) }
         self.stateLost = stateLost
+        self.recoveryRestartPending = stateLost
         refreshLatch()
     }
 
     private let stateLost: Bool
+
+    /// The kernel reconnected after a daemon restart. Its reconnect path sends RESUME directly, so it
+    /// keeps the `in_sync_hint` it cached before, and with a hint at the region count it never asks
+    /// for resync work again. Only a real resume of the dm device resets the hint: the first RESUME
+    /// after the reconnect asks the shell to suspend and resume the device if anything needs resync.
+    public private(set) var recoveryRestartPending: Bool
 
     // MARK: Queries
 
@@ -168,6 +175,14 @@ public struct MirrorLog: Sendable {
         phase = .suspended
         // Nothing this node handed out can still be running: recovery stopped at presuspend.
         recovering.removeAll(keepingCapacity: true)
+    }
+
+    /// Whether the device must be suspended and resumed for the kernel to resync (see
+    /// ``recoveryRestartPending``). Asked once, at the first RESUME after a reconnect.
+    public mutating func takeRecoveryRestart() -> Bool {
+        guard recoveryRestartPending else { return false }
+        recoveryRestartPending = false
+        return syncCount < regionCount
     }
 
     /// RESUME for a log whose state is in memory (core logs, or disk logs after their image was applied).
