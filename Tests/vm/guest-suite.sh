@@ -231,6 +231,31 @@ check_health() { # DM: no leg or log marked failed
     return 0
 }
 
+# check_marks_on_disk DM LOGFILE DST_MB COUNT_MB: while a slow write runs
+# over [DST, DST+COUNT) MiB, the on-disk log (clean bitmap at byte 1024, one
+# bit per region, 1 = clean) must show some region of that range as dirty:
+# marks reach the disk before the data is written.
+check_marks_on_disk() {
+    local name=$1 logf=$2 dst=$3 count=$4 p i seen=0 samples=0
+    local first=$((dst * MB / (REGION * 512))) last=$(((dst + count) * MB / (REGION * 512) - 1))
+    bg_write p "$name" 48 "$dst" "$count" 16K
+    while kill -0 "$p" 2>/dev/null && (( samples < 400 )); do
+        samples=$((samples + 1))
+        local bytes r=0 b
+        read -r -a bytes <<< "$(od -An -v -tu1 -j1024 -N$(((last + 8) / 8)) "$logf" | tr '\n' ' ')"
+        for ((i = first; i <= last; i++)); do
+            b=${bytes[i / 8]:-255}
+            if (( ((b >> (i % 8)) & 1) == 0 )); then seen=1; break; fi
+        done
+        (( seen )) && break
+        sleep 0.05
+    done
+    wait_bg "$p" 180 "write for the mark check"
+    (( seen )) || fail "on-disk log never showed a region of [$dst MiB +$count MiB] (regions $first-$last) dirty during the write ($samples samples): marks not persisted before the data write"
+    note "on-disk log showed a dirty region during the write (sample $samples)"
+    check_readback "$name" 48 "$dst" "$count"
+}
+
 # disk_log VAR NAME: a 1 MiB loop device for a disk log.
 disk_log() { new_leg "$1" "$2" 1 zero; }
 
@@ -272,6 +297,7 @@ sc_a() {
     check_legs "$l1_file" "$l2_file" 8 16
     check_readback "$name" 0 8 16
     check_sync "$name" 5
+    [[ $kind == disk ]] && check_marks_on_disk "$name" "$lg_file" 32 8
     check_health "$name"
 }
 
@@ -402,6 +428,7 @@ sc_e() {
         set_throttle 100
         check_sync "$name" 180
         check_readback "$name" 4 40 16
+        check_marks_on_disk "$name" "$lg_file" 8 8     # marks ride in the FLUSH payload
         check_legs "$l1_file" "$l2_file"
     fi
     check_health "$name"
