@@ -8,6 +8,7 @@
 # teardown. Writes DIR/demo-ok on success and the daemon log to DIR.
 
 set -uo pipefail
+# shellcheck disable=SC2154  # <var>_file and DEV_<name> are set through printf -v
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=Tests/vm/lib.sh
 source "$HERE/lib.sh"
@@ -31,7 +32,7 @@ REGION=1024
 DPID="" LOOPS=()
 
 step() { printf '\n== %s\n' "$*"; }
-show() { printf '   $ %s\n' "$*"; "$@" 2>&1 | sed 's/^/     /'; return "${PIPESTATUS[0]}"; }
+show() { printf '   $ %s\n' "$*"; "$@" 2>&1 | sed '/^$/d; s/^/     /'; return "${PIPESTATUS[0]}"; }
 die() { printf '\nDEMO FAILED: %s\n' "$*"; exit 1; }
 
 teardown() {

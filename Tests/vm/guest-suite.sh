@@ -17,6 +17,7 @@
 # and "DONE" at the end.
 
 set -uo pipefail
+# shellcheck disable=SC2154  # <var>_file and DEV_<name> are set through printf -v
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=Tests/vm/lib.sh
@@ -470,7 +471,8 @@ sc_f() {
         # diagnosis only: does a suspend/resume (which resets the kernel's
         # cached in_sync_hint) get the resync going?
         { dms suspend "$name" && dms resume "$name"; } || true
-        local after="still not in sync 60 s after a suspend/resume: $(st "$name")"
+        local after
+        after="still not in sync 60 s after a suspend/resume: $(st "$name")"
         wait_in_sync "$name" 60 && after="in sync after a suspend/resume: $(st "$name")"
         fail "no progress to sync after the daemon restart ($( ((r == 2)) && echo 'stalled 30 s' || echo 'timed out')): $before; GET_RESYNC_WORK requests since the restart: $works; $after"
     fi

@@ -67,8 +67,8 @@ wait_in_sync() {
 # daemon_ready PID TIMEOUT_S: waits until a userspace NETLINK_CONNECTOR socket
 # has joined multicast group 7 (CN_IDX_DM), i.e. the daemon listens.
 netlink_dm_listener() {
-    local sk eth pid groups rest
-    while read -r sk eth pid groups rest; do
+    local eth pid groups rest
+    while read -r _ eth pid groups rest; do
         [[ $eth == 11 && $pid != 0 && $groups =~ ^[0-9a-fA-F]+$ ]] || continue
         (( 0x$groups & 0x40 )) && return 0
     done < /proc/net/netlink
