@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC2154  # <var>_file and DEV_<name> are set through printf -v
 # guest-demo.sh — the demo, INSIDE the virtme-ng guest (started by scripts/demo.sh).
 #
 #   guest-demo.sh --results DIR --bin PATH
@@ -8,7 +9,6 @@
 # teardown. Writes DIR/demo-ok on success and the daemon log to DIR.
 
 set -uo pipefail
-# shellcheck disable=SC2154  # <var>_file and DEV_<name> are set through printf -v
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=Tests/vm/lib.sh
 source "$HERE/lib.sh"

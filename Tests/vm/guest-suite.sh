@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC2154  # <var>_file and DEV_<name> are set through printf -v
 # guest-suite.sh — the real-kernel end-to-end scenarios for mirrorlogd.
 # Runs INSIDE the virtme-ng guest (started by run-vm-suite.sh), as root.
 #
@@ -17,7 +18,6 @@
 # and "DONE" at the end.
 
 set -uo pipefail
-# shellcheck disable=SC2154  # <var>_file and DEV_<name> are set through printf -v
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=Tests/vm/lib.sh
