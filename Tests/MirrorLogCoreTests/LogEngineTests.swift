@@ -300,10 +300,12 @@ import Testing
         #expect(h.log?.uuid == "LVM-harness")
     }
 
-    @Test func constructorOfKnownUUIDWithOtherLuidIsEEXIST() {
+    /// A table reload builds a second instance of the same uuid under a new luid while the first serves.
+    @Test func constructorOfKnownUUIDWithOtherLuidIsATableReload() {
         var h = Self.coreLog(regions: 16)
-        #expect(h.reply(.constructor, ctr("32768 core 1024"), luid: 77).error == EEXIST)
-        #expect(h.engine.logs[77] == nil)
+        #expect(h.reply(.constructor, ctr("16384 core 1024"), luid: 77) == .ok)
+        #expect(h.engine.logs[77] != nil)
+        #expect(h.engine.logs[h.luid] != nil)
     }
 
     @Test func reconnectConstructorOfNosyncCoreLogResyncsEverything() {

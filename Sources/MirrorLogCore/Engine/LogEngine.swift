@@ -67,6 +67,14 @@ public struct LogEngine: Sendable {
                 pendingDiskOperations[luid] = .resumeLoad
                 return EngineOutput(.readDevice(luid: luid, byteCount: bytes))
             }
+            if logs.values[index].phase == .constructed, let predecessor = suspendedPredecessor(of: logs.values[index]) {
+                logs.values[index].adoptState(of: predecessor)
+                let notice = Notice(.info, uuid: predecessor.uuid, "table reload: the new instance (luid \(luid)) takes over the state of the suspended one (luid \(predecessor.luid)); \(predecessor.syncCount)/\(predecessor.regionCount) regions in sync")
+                logs.values[index].resume()
+                var output = resumed(index)
+                output.notices.insert(notice, at: 0)
+                return output
+            }
             logs.values[index].resume()
             return resumed(index)
         case .getRegionSize:
@@ -121,7 +129,7 @@ public struct LogEngine: Sendable {
         case let .failure(error):
             return .reply(.failure(.invalidArgument), [Notice(.error, uuid: pending.uuid, "constructor refused: cannot use log device \(pending.arguments.logDevice?.description ?? "?"): \(error)")])
         case let .success(attachment):
-            if let other = logs.values.first(where: { $0.disk?.attachment.deviceNumber == attachment.deviceNumber }) {
+            if let other = logs.values.first(where: { $0.disk?.attachment.deviceNumber == attachment.deviceNumber && !$0.hasUUID(pending.uuidBytes[...]) }) {
                 return EngineOutput(.closeDevice(luid: luid, then: .failure(.busy)), notices: [Notice(.error, uuid: pending.uuid, "constructor refused: log device \(attachment.deviceNumber) is already the log of '\(other.uuid)'")])
             }
             let format = DiskLogFormat(regionCount: pending.arguments.regionCount, blockSize: attachment.blockSize)
@@ -165,6 +173,16 @@ public struct LogEngine: Sendable {
 
     // MARK: Internals
 
+    /// For a core log resuming for the first time: the suspended instance of the same uuid and geometry
+    /// it replaces in a table reload, whose bitmaps are exact because I/O stopped before its POSTSUSPEND.
+    private func suspendedPredecessor(of log: MirrorLog) -> MirrorLog? {
+        guard log.disk == nil, log.arguments.syncMode != .forceSync else { return nil }
+        return logs.values.first {
+            $0.luid != log.luid && $0.uuidBytes == log.uuidBytes && $0.phase == .suspended && $0.disk == nil
+                && $0.regionCount == log.regionCount && $0.arguments.regionSize == log.arguments.regionSize
+        }
+    }
+
     /// The reply to a RESUME that completed, asking for a recovery restart after a reconnect.
     private mutating func resumed(_ index: Dictionary<UInt64, MirrorLog>.Index) -> EngineOutput {
         guard logs.values[index].takeRecoveryRestart() else { return .reply(.ok) }
@@ -207,9 +225,8 @@ public struct LogEngine: Sendable {
         if arguments.logType.isClustered && !clusterAvailable {
             return .reply(.failure(.invalidArgument), [Notice(.error, uuid: uuid, "constructor refused: log type \(arguments.logType) needs the cluster layer, which is not available in this mirrorlogd")])
         }
-        if let other = logs.values.first(where: { $0.hasUUID(header.uuidBytes) }) {
-            return .reply(.failure(.exists), [Notice(.error, uuid: uuid, "constructor refused: uuid already in use by luid \(other.luid)")])
-        }
+        // The same uuid under another luid is a table reload: the new instance is built while the old
+        // one still serves, and the old one is destroyed after the new one resumes.
         let pending = PendingConstructor(uuidBytes: Array(header.uuidBytes), uuid: uuid, arguments: arguments, version: header.version, stateLost: text.isNULTerminated)
         if let device = arguments.logDevice {
             pendingConstructors[luid] = pending

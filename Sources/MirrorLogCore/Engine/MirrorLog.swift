@@ -185,6 +185,23 @@ public struct MirrorLog: Sendable {
         return syncCount < regionCount
     }
 
+    /// Takes the bitmaps of the suspended instance this one replaces in a table reload (same uuid and
+    /// geometry; the caller checks). Marks are not taken: a suspended instance has no I/O in flight.
+    public mutating func adoptState(of predecessor: MirrorLog) {
+        precondition(predecessor.regionCount == regionCount, "geometry must match")
+        sync = predecessor.sync
+        syncCount = predecessor.syncCount
+        clean = predecessor.clean
+        for holder in marks.holders {
+            var region = holder.regions.firstIndex(of: true, from: 0)
+            while region < regionCount {
+                setClean(region, false)
+                region = holder.regions.firstIndex(of: true, from: region + 1)
+            }
+        }
+        refreshLatch()
+    }
+
     /// RESUME for a log whose state is in memory (core logs, or disk logs after their image was applied).
     public mutating func resume() {
         phase = .running
@@ -229,11 +246,10 @@ public struct MirrorLog: Sendable {
         syncCount = loaded.popCount
         clean = loaded
         for holder in marks.holders {
-            for word in holder.regions.words.indices where holder.regions.words[word] != 0 {
-                for bit in 0 ..< 64 {
-                    let region = UInt64(word) * 64 + UInt64(bit)
-                    if region < regionCount && holder.regions[region] { clean[region] = false }
-                }
+            var region = holder.regions.firstIndex(of: true, from: 0)
+            while region < regionCount {
+                clean[region] = false
+                region = holder.regions.firstIndex(of: true, from: region + 1)
             }
         }
         state.dirtyBlocks.fill(true)
