@@ -18,5 +18,8 @@ if ! grep -qE 'Test run with [0-9]+ tests? (in [0-9]+ suites? )?passed' /tmp/mir
     exit 1
 fi
 
+echo "== daemon tests on this host (test socket transport, loop device)"
+python3 Tests/host/daemon_socket_test.py "$repo/.build/release/mirrorlogd"
+
 echo "== real-kernel end-to-end suite (QEMU/TCG, takes several minutes)"
 MIRRORLOGD_BIN="$repo/.build/release/mirrorlogd" bash Tests/vm/run-vm-suite.sh

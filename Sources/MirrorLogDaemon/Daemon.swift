@@ -37,7 +37,13 @@ public final class Daemon {
         self.configuration = configuration
         self.logger = logger
         do {
-            self.transport = try transport ?? NetlinkConnectorSocket()
+            if let transport {
+                self.transport = transport
+            } else if let path = configuration.kernelSocketPath {
+                self.transport = try UnixSocketKernelTransport(path: path)
+            } else {
+                self.transport = try NetlinkConnectorSocket()
+            }
         } catch {
             throw .transport("\(error) (is this root, and is the kernel's connector available?)")
         }
@@ -53,9 +59,11 @@ public final class Daemon {
 
     /// Serves until told to stop. Returns the process exit status.
     public func run() -> Int32 {
-        logger.info("mirrorlogd \(MirrorLogVersion.string) serving device-mapper userspace logs (log types: core, disk)")
-        var poller = Poller([transport.fileDescriptor, signals.fileDescriptor, deviceMapper?.fileDescriptor ?? -1])
+        let source = configuration.kernelSocketPath.map { "the test socket \($0)" } ?? "the kernel's netlink connector"
+        logger.info("mirrorlogd \(MirrorLogVersion.string) serving device-mapper userspace logs (log types: core, disk) from \(source)")
         while running {
+            // The transport's fd can change (the test transport polls its listener until a client connects).
+            var poller = Poller([transport.fileDescriptor, signals.fileDescriptor, deviceMapper?.fileDescriptor ?? -1])
             let ready = poller.wait(timeoutMilliseconds: 1000)
             if ready.contains(1) { handleSignals() }
             if ready.contains(0) { drainKernel() }

@@ -10,13 +10,16 @@ public struct DaemonConfiguration: Sendable {
     public var runtimeDirectory: String
     /// Second SIGTERM/SIGINT within this many seconds exits even with active logs.
     public var forcedExitWindowSeconds: Int
+    /// Take kernel requests from this Unix socket instead of the netlink connector (tests and replays).
+    public var kernelSocketPath: String?
 
     public init(foreground: Bool = false, debug: Bool = false, pidfilePath: String = "/run/mirrorlogd.pid",
-                runtimeDirectory: String = "/run/mirrorlogd", forcedExitWindowSeconds: Int = 10) {
+                runtimeDirectory: String = "/run/mirrorlogd", forcedExitWindowSeconds: Int = 10, kernelSocketPath: String? = nil) {
         self.foreground = foreground
         self.debug = debug
         self.pidfilePath = pidfilePath
         self.runtimeDirectory = runtimeDirectory
         self.forcedExitWindowSeconds = forcedExitWindowSeconds
+        self.kernelSocketPath = kernelSocketPath
     }
 }

@@ -32,8 +32,11 @@ struct MirrorLogCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Directory for private device nodes of major:minor log devices.", visibility: .hidden))
     var runtimeDirectory = "/run/mirrorlogd"
 
+    @Option(help: ArgumentHelp("Testing and replay: take kernel requests from this Unix socket (SOCK_SEQPACKET, the netlink connector's bytes) instead of the kernel.", valueName: "path"))
+    var kernelSocket: String?
+
     func run() throws {
-        let configuration = DaemonConfiguration(foreground: foreground, debug: debug, pidfilePath: pidfile, runtimeDirectory: runtimeDirectory)
+        let configuration = DaemonConfiguration(foreground: foreground, debug: debug, pidfilePath: pidfile, runtimeDirectory: runtimeDirectory, kernelSocketPath: kernelSocket)
         let readyFD: Int32 = foreground ? -1 : Detach.detach()
         let destination: MirrorLogHandler.Destination = foreground ? .standardError : .syslog
         if !foreground { mlsysOpenLog() }

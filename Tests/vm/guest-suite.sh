@@ -594,6 +594,62 @@ sc_h() {
     done
 }
 
+# i. the operator's view of the daemon: a second instance is refused by the
+# pidfile lock; SIGUSR1 dumps the state; one SIGTERM with an active log is
+# refused and the daemon keeps serving; a second SIGTERM within 10 s exits;
+# a restarted daemon takes the mirror back (reconnect, resync).
+sc_i() {
+    local kind=$1 name=mlt-i-$1 l1 l2 lg="" t since pid rc i
+    new_leg l1 "i-$kind-1" 32 random
+    new_leg l2 "i-$kind-2" 32 zero
+    [[ $kind == disk ]] && disk_log lg "i-$kind-log"
+    mirror_table t "$MODE" "$kind" "$(uid "i-$kind")" 65536 $REGION nosync "$l1" "$l2" "$lg"
+    create "$name" "$t"
+    check_sync "$name" 5
+    pid=$(daemon_pid)
+
+    rc=0
+    timeout -k 5 20 "$BIN" -f > "$WORK/second-instance.log" 2>&1 || rc=$?
+    (( rc != 0 )) || fail "a second mirrorlogd started although the first holds the pidfile"
+    grep -q "another mirrorlogd holds" "$WORK/second-instance.log" ||
+        fail "second instance exited ($rc) without saying why: $(head -c 300 "$WORK/second-instance.log")"
+    note "second instance refused: $(head -n 1 "$WORK/second-instance.log")"
+
+    since=$(log_size)
+    kill -USR1 "$pid"
+    daemon_logged "$since" "state dump: 1 log" || fail "SIGUSR1 did not dump the state"
+    daemon_logged "$since" "in_sync=64/64" || fail "SIGUSR1 dump lacks the log line (in_sync=64/64)"
+
+    since=$(log_size)
+    kill -TERM "$pid"
+    daemon_logged "$since" "refusing to exit while 1 log" || fail "first SIGTERM with an active log was not refused"
+    sleep 1
+    kill -0 "$pid" 2>/dev/null || fail "daemon exited on the first SIGTERM with an active log"
+    write_data "$name" 0 4 2        # small: the second SIGTERM must come within 10 s
+    check_readback "$name" 0 4 2
+    note "still serving after the refused SIGTERM"
+
+    since=$(log_size)
+    kill -TERM "$pid"
+    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && fail "daemon did not exit on a second SIGTERM within 10 s"
+    daemon_logged "$since" "again: exiting with 1 active log" || fail "forced exit not logged"
+    note "second SIGTERM: exited"
+
+    start_daemon || fail "daemon did not restart"
+    write_data "$name" 8 16 8
+    check_readback "$name" 8 16 8
+    wait_in_sync "$name" 180 || fail "not back in sync after the restart: $(st "$name")"
+    check_readback "$name" 0 4 2
+    if [[ $kind == core ]]; then
+        check_legs "$l1_file" "$l2_file"      # a core log resyncs fully
+    else
+        check_legs "$l1_file" "$l2_file" 4 2
+        check_legs "$l1_file" "$l2_file" 16 8
+    fi
+    check_health "$name"
+}
+
 # ---------------------------------------------------------------- runner ----
 
 cleanup_scenario() {
@@ -691,6 +747,7 @@ main() {
         ALL+=("$s-core" "$s-disk")
     done
     ALL+=(h-eight-mirrors)
+    [[ $MODE == userspace ]] && ALL+=(i-signals-core i-signals-disk)
     PLAN=()
     for s in "${ALL[@]}"; do selected "$s" && PLAN+=("$s"); done
     for s in "${PLAN[@]}"; do echo "PLAN $s" >> "$RESULTS"; done

@@ -1,0 +1,311 @@
+#!/usr/bin/env python3
+"""Host-level tests of the real mirrorlogd binary through its test transport.
+
+The daemon runs with --kernel-socket: it takes the netlink connector's exact bytes from a Unix
+SOCK_SEQPACKET socket, so its whole path (framing, validation, engine, disk I/O, replies, signals,
+logging) runs here, on a host whose kernel has no device-mapper. This client encodes the wire format
+itself, from the uapi layout, independently of the Swift codec.
+
+Usage: daemon_socket_test.py <path to mirrorlogd>
+Prints one line per test and "N passed, M failed"; exits non-zero on any failure.
+"""
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+CTR, DTR, PRESUSPEND, POSTSUSPEND, RESUME, GET_REGION_SIZE, IS_CLEAN, IN_SYNC, FLUSH, MARK, CLEAR, \
+    GET_RESYNC_WORK, SET_REGION_SYNC, GET_SYNC_COUNT, STATUS_INFO, STATUS_TABLE, IS_REMOTE_RECOVERING = range(1, 18)
+EINVAL, ESRCH, EBUSY = 22, 3, 16
+REQUEST = struct.Struct("=Q129s3xIiIII")  # struct dm_ulog_request: 160 bytes
+assert REQUEST.size == 160
+
+
+def frame(luid, uuid, rtype, payload=b"", version=3, seq=1, cb=(7, 1), error=0):
+    body = REQUEST.pack(luid, uuid.encode(), version, error, seq, rtype, len(payload)) + payload
+    cn = struct.pack("=IIIIHH", cb[0], cb[1], 0, 0, len(body), 0)
+    return struct.pack("=IHHII", 16 + 20 + len(body), 3, 0, 0, 0) + cn + body
+
+
+def parse_reply(data):
+    nl_len, nl_type = struct.unpack_from("=IH", data, 0)
+    idx, val, _, _, cn_len = struct.unpack_from("=IIIIH", data, 16)
+    luid, uuid, version, error, seq, rtype, size = REQUEST.unpack_from(data, 36)
+    assert nl_len == len(data) == 36 + cn_len == 196 + size, "reply lengths disagree"
+    assert (nl_type, idx, val) == (3, 7, 1), "reply framing"
+    return {"luid": luid, "uuid": uuid.rstrip(b"\0").decode(), "version": version, "error": error,
+            "seq": seq, "type": rtype, "payload": data[196:196 + size]}
+
+
+class Daemon:
+    def __init__(self, binary, workdir):
+        self.sock_path = os.path.join(workdir, "kernel.sock")
+        self.log_path = os.path.join(workdir, "mirrorlogd.log")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [binary, "-f", "--debug", "--kernel-socket", self.sock_path,
+             "--pidfile", os.path.join(workdir, "mirrorlogd.pid"),
+             "--runtime-directory", os.path.join(workdir, "nodes")],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 20
+        while not os.path.exists(self.sock_path):
+            if time.time() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("daemon did not create its socket; log:\n" + self.log_text())
+            time.sleep(0.05)
+        self.conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.conn.settimeout(10)
+        self.conn.connect(self.sock_path)
+        self.seq = 100
+
+    def log_text(self):
+        self.log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    def logged(self, text, timeout=5):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if text in self.log_text():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def send_raw(self, data):
+        self.conn.send(data)
+
+    def receive(self):
+        return parse_reply(self.conn.recv(65536))
+
+    def request(self, luid, uuid, rtype, payload=b"", version=3):
+        self.seq += 1
+        self.send_raw(frame(luid, uuid, rtype, payload, version=version, seq=self.seq))
+        reply = self.receive()
+        assert reply["seq"] == self.seq, f"reply seq {reply['seq']} != {self.seq}"
+        assert (reply["luid"], reply["uuid"], reply["type"], reply["version"]) == (luid, uuid, rtype, version), "reply header not echoed"
+        return reply
+
+    def stop(self):
+        try:
+            self.conn.close()
+        except OSError:
+            pass
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGTERM)  # forced exit with active logs
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+        self.log.close()
+
+
+def u64(*values):
+    return b"".join(struct.pack("=Q", v) for v in values)
+
+
+def i64(data):
+    return struct.unpack("=q", data)[0]
+
+
+def check(condition, what):
+    if not condition:
+        raise AssertionError(what)
+
+
+# ---------------------------------------------------------------- tests ----
+
+def test_core_lifecycle(d):
+    u, l = "LVM-host-core", 0x1000
+    r = d.request(l, u, CTR, b"131072 core 1024 nosync")
+    check(r["error"] == 0 and r["payload"] == b"", f"CTR: {r}")
+    check(i64(d.request(l, u, GET_REGION_SIZE)["payload"]) == 1024, "region size")
+    check(d.request(l, u, RESUME)["error"] == 0, "resume")
+    check(i64(d.request(l, u, GET_SYNC_COUNT)["payload"]) == 128, "nosync: all in sync")
+    check(d.request(l, u, MARK, u64(1, 2))["error"] == 0, "mark")
+    check(i64(d.request(l, u, IS_CLEAN, u64(1))["payload"]) == 0, "marked region not clean")
+    check(d.request(l, u, FLUSH)["error"] == 0, "flush")
+    check(d.request(l, u, CLEAR, u64(1, 2))["error"] == 0, "clear")
+    check(i64(d.request(l, u, IS_CLEAN, u64(1))["payload"]) == 1, "cleared region clean")
+    check(d.request(l, u, STATUS_INFO)["payload"] == b"1 core", "status info")
+    rec, hint = struct.unpack("=qQ", d.request(l, u, IS_REMOTE_RECOVERING, u64(5))["payload"])
+    check((rec, hint) == (0, 128), f"is_remote_recovering: {(rec, hint)}")
+    check(d.request(l, u, SET_REGION_SYNC, struct.pack("=Qq", 7, 0))["error"] == 0, "set_region_sync 0")
+    rec, hint = struct.unpack("=qQ", d.request(l, u, IS_REMOTE_RECOVERING, u64(9))["payload"])
+    check(hint == 7, f"hint must stop at the out-of-sync region 7, got {hint}")
+    found, region = struct.unpack("=qQ", d.request(l, u, GET_RESYNC_WORK)["payload"])
+    check((found, region) == (1, 7), f"resync work {(found, region)}")
+    check(d.request(l, u, DTR)["error"] == 0, "dtr")
+
+
+def test_integrated_flush_marks(d):
+    u, l = "LVM-host-iflush", 0x1001
+    d.request(l, u, CTR, b"16384 core 1024 nosync")
+    d.request(l, u, RESUME)
+    check(d.request(l, u, FLUSH, u64(3, 4))["error"] == 0, "flush with marks")
+    check(i64(d.request(l, u, IS_CLEAN, u64(3))["payload"]) == 0, "marks in FLUSH payload applied")
+    d.request(l, u, DTR)
+
+
+def test_bad_requests_answered_einval(d):
+    u, l = "LVM-host-bad", 0x1002
+    d.request(l, u, CTR, b"16384 core 1024")
+    r = d.request(l, u, MARK, u64(16))
+    check(r["error"] == -EINVAL, f"out-of-range mark: {r['error']}")
+    check(d.logged("names region 16, but the log has 16 regions"), "reason logged")
+    d.seq += 1
+    d.send_raw(frame(l, u, 99, seq=d.seq))
+    r = d.receive()
+    check(r["seq"] == d.seq and r["error"] == -EINVAL, f"unknown type: {r}")
+    r = d.request(l, u, GET_SYNC_COUNT, version=4)
+    check(r["error"] == -EINVAL, "unsupported version")
+    r = d.request(l, u, IS_CLEAN, b"\0" * 7)
+    check(r["error"] == -EINVAL, "short region payload")
+    d.request(l, u, DTR)
+
+
+def test_malformed_frames_dropped(d):
+    u, l = "LVM-host-drop", 0x1003
+    d.request(l, u, CTR, b"16384 core 1024")
+    good = frame(l, u, GET_SYNC_COUNT, seq=5)
+    bad = [good[:30], frame(l, u, GET_SYNC_COUNT, seq=6, cb=(7, 2)),
+           good[:36] + b"\xff" * 160, good[:-1] + b"x" * 5]
+    for data in bad:
+        d.send_raw(data)
+    check(d.request(l, u, GET_SYNC_COUNT)["error"] == 0, "daemon keeps serving after malformed frames")
+    check(d.logged("dropped a malformed kernel message"), "drops logged")
+    d.request(l, u, DTR)
+
+
+def test_unknown_log_esrch(d):
+    r = d.request(0x9999, "LVM-nobody", FLUSH)
+    check(r["error"] == -ESRCH, f"unknown log: {r['error']}")
+    check(d.request(0x9999, "LVM-nobody", DTR)["error"] == 0, "dtr of unknown log")
+
+
+def test_bad_constructors(d):
+    cases = [(b"131072 bogus 1024", "unknown log type 'bogus'"),
+             (b"131072 core 0", "bad region size '0'"),
+             (b"131072 core", "missing region size"),
+             (b"131072 core 1024 nosync extra", "unknown or extra argument 'extra'"),
+             (b"131072 clustered-core 1024", "needs the cluster layer"),
+             (b"131072 disk /dev/does-not-exist 1024", "cannot use log device /dev/does-not-exist"),
+             (b"18446744073709551615 core 1024", "supported; use a larger region size")]
+    for i, (text, reason) in enumerate(cases):
+        r = d.request(0x2000 + i, f"LVM-host-ctr-{i}", CTR, text)
+        check(r["error"] == -EINVAL, f"{text!r} answered {r['error']}")
+        check(d.logged(reason), f"reason for {text!r} not logged ({reason})")
+
+
+def test_reconnect_constructor(d):
+    u, l = "LVM-host-reconnect", 0x1004
+    r = d.request(l, u, CTR, b"16384 core 1024 nosync\0")  # the kernel's reconnect form
+    check(r["error"] == 0 and r["payload"] == b"", "reconnect CTR answered without payload")
+    d.request(l, u, RESUME)
+    check(i64(d.request(l, u, GET_SYNC_COUNT)["payload"]) == 0, "core state lost: everything resyncs")
+    d.request(l, u, DTR)
+
+
+def test_state_dump(d):
+    u, l = "LVM-host-dump", 0x1005
+    d.request(l, u, CTR, b"16384 core 1024 nosync")
+    d.request(l, u, RESUME)
+    d.proc.send_signal(signal.SIGUSR1)
+    check(d.logged("in_sync=16/16"), "SIGUSR1 dump shows the log")
+    d.request(l, u, DTR)
+
+
+def test_disk_log_on_loop_device(d, workdir):
+    image = os.path.join(workdir, "disklog.img")
+    with open(image, "wb") as f:
+        f.truncate(1 << 20)
+    try:
+        loop = subprocess.run(["losetup", "-f", "--show", image], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as error:
+        raise SkipTest(f"no loop device: {error}")
+    try:
+        st = os.stat(loop)
+        majmin = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+        u, l = "LVM-host-disk", 0x1006
+        r = d.request(l, u, CTR, f"131072 disk {majmin} 1024".encode())
+        check(r["error"] == 0 and r["payload"] == majmin.encode() + b"\0", f"CTR device name: {r}")
+        check(d.request(l, u, RESUME)["error"] == 0, "resume")
+        check(d.logged("holds no valid log"), "zeroed device: resync issued")
+        for region in range(128):
+            d.request(l, u, SET_REGION_SYNC, struct.pack("=Qq", region, 1))
+        d.request(l, u, MARK, u64(9))
+        check(d.request(l, u, FLUSH)["error"] == 0, "flush")
+        with open(image, "rb") as f:
+            data = f.read(2048)
+        magic, version, regions = struct.unpack_from("<IIQ", data, 0)
+        check((magic, version, regions) == (0x4D695272, 2, 128), f"header {(hex(magic), version, regions)}")
+        bits = int.from_bytes(data[1024:1024 + 16], "little")
+        check(bits == ((1 << 128) - 1) & ~(1 << 9), f"on-disk clean bits {bits:032x}")
+        check(d.request(l, u, STATUS_INFO)["payload"] == f"3 disk {majmin} A".encode(), "status")
+        r = d.request(l + 1, "LVM-host-disk-other", CTR, f"131072 disk {loop} 1024".encode())
+        check(r["error"] == -EBUSY, "a second log on the same device is refused")
+        check(d.request(l, u, DTR)["error"] == 0, "dtr")
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=False)
+
+
+def test_single_instance(binary, workdir):
+    pidfile = os.path.join(workdir, "mirrorlogd.pid")
+    r = subprocess.run([binary, "-f", "--pidfile", pidfile, "--kernel-socket", os.path.join(workdir, "second.sock")],
+                       capture_output=True, text=True, timeout=20)
+    check(r.returncode != 0, "second instance started")
+    check("another mirrorlogd holds" in r.stdout + r.stderr, f"second instance gave no reason: {r.stdout}{r.stderr}")
+
+
+class SkipTest(Exception):
+    pass
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__)
+        return 2
+    binary = os.path.abspath(sys.argv[1])
+    workdir = tempfile.mkdtemp(prefix="mirrorlogd-host.")
+    passed = failed = 0
+    daemon = Daemon(binary, workdir)
+    tests = [(name, fn) for name, fn in globals().items() if name.startswith("test_")]
+    try:
+        for name, fn in tests:
+            try:
+                if name in ("test_disk_log_on_loop_device",):
+                    fn(daemon, workdir)
+                elif name == "test_single_instance":
+                    fn(binary, workdir)
+                else:
+                    fn(daemon)
+                print(f"PASS {name}")
+                passed += 1
+            except SkipTest as why:
+                print(f"SKIP {name}: {why}")
+            except Exception as error:  # noqa: BLE001 - report every failure the same way
+                print(f"FAIL {name}: {error}")
+                failed += 1
+        check_alive = daemon.proc.poll() is None
+        if not check_alive:
+            print("FAIL daemon: it exited during the tests")
+            failed += 1
+    finally:
+        daemon.stop()
+        if failed:
+            print("---- daemon log (tail) ----")
+            print("\n".join(open(daemon.log_path).read().splitlines()[-30:]))
+        subprocess.run(["rm", "-rf", workdir], check=False)
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
