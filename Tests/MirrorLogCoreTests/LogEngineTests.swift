@@ -52,7 +52,7 @@ import Testing
         let destroyed = h.send(.destructor)
         #expect(destroyed.action == .reply(.ok))
         #expect(h.log == nil)
-        #expect(h.reply(.getSyncCount) == .failure(.noSuchProcess))
+        #expect(h.reply(.getSyncCount).error == ESRCH)
     }
 
     @Test func nosyncCoreLogStartsInSyncAndClean() {
@@ -257,7 +257,18 @@ import Testing
     func unknownLuidIsESRCH(type: RequestType) {
         var h = Self.coreLog(regions: 16)
         let output = h.send(type, CodecTests.samplePayload(type), luid: 999)
-        #expect(output.action == .reply(Reply(error: ESRCH, payload: .none)))
+        guard case let .reply(reply) = output.action else {
+            Issue.record("expected a reply, got \(output.action)")
+            return
+        }
+        #expect(reply.error == ESRCH)
+        // The kernel keeps the reply's data_size as its buffer size for the retry after reconnecting:
+        // the -ESRCH must carry as many bytes as the real answer will (dm-log-userspace-base.c).
+        let kernelReplySize: [RequestType: Int] = [.isClean: 8, .inSync: 8, .getRegionSize: 8, .getSyncCount: 8, .getResyncWork: 16, .isRemoteRecovering: 16]
+        #expect(reply.payload.encodedSize == kernelReplySize[type, default: 0])
+        var bytes: [UInt8] = []
+        WireEncoder.encodeReply(to: makeHeader(rawType: type.rawValue), reply, into: &bytes)
+        #expect(bytes.dropFirst(WireLayout.framingSize).allSatisfy { $0 == 0 }, "placeholder payload is zeroed")
         #expect(h.engine.logs.count == 1)
     }
 

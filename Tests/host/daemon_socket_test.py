@@ -186,7 +186,12 @@ def test_malformed_frames_dropped(d):
 
 def test_unknown_log_esrch(d):
     r = d.request(0x9999, "LVM-nobody", FLUSH)
-    check(r["error"] == -ESRCH, f"unknown log: {r['error']}")
+    check(r["error"] == -ESRCH and r["payload"] == b"", f"unknown log: {r}")
+    # The kernel reuses the -ESRCH reply's data_size as its buffer for the retry after reconnecting.
+    for rtype, size in ((IN_SYNC, 8), (GET_SYNC_COUNT, 8), (GET_RESYNC_WORK, 16), (IS_REMOTE_RECOVERING, 16)):
+        payload = u64(0) if rtype in (IN_SYNC, IS_REMOTE_RECOVERING) else b""
+        r = d.request(0x9999, "LVM-nobody", rtype, payload)
+        check(r["error"] == -ESRCH and r["payload"] == b"\0" * size, f"type {rtype}: -ESRCH must carry {size} zero bytes, got {r}")
     check(d.request(0x9999, "LVM-nobody", DTR)["error"] == 0, "dtr of unknown log")
 
 

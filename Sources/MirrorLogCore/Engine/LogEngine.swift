@@ -256,8 +256,25 @@ public struct LogEngine: Sendable {
             return .reply(.ok, [Notice(.debug, uuid: request.header.uuid, "destructor for an unknown log (luid \(request.header.luid)); nothing to do")])
         default:
             // -ESRCH makes the kernel's request path re-send CTR and RESUME, then this request: the
-            // way back after a daemon restart that the kernel did not notice.
-            return .reply(.failure(.noSuchProcess), [Notice(.warning, uuid: request.header.uuid, "\(request.type) for unknown log (luid \(request.header.luid)); answering -ESRCH so the kernel re-sends its constructor")])
+            // way back after a daemon restart that the kernel did not notice. The kernel stores the
+            // reply's data_size as the caller's buffer size, and the retry reuses that size: an
+            // -ESRCH without payload would make the retried reply fail with -ENOSPC (IN_SYNC then
+            // reads as 0 and the region is written to one leg only). So the -ESRCH carries a zeroed
+            // payload of the size this request's reply normally has.
+            let reply = Reply(error: -KernelErrno.noSuchProcess.rawValue, payload: Self.placeholderPayload(for: request.type))
+            return .reply(reply, [Notice(.warning, uuid: request.header.uuid, "\(request.type) for unknown log (luid \(request.header.luid)); answering -ESRCH so the kernel re-sends its constructor")])
+        }
+    }
+
+    /// A zeroed payload with the size of `type`'s normal reply (none for requests without reply data).
+    static func placeholderPayload(for type: RequestType) -> ReplyPayload {
+        switch type {
+        case .isClean, .inSync: .flag(false)
+        case .getRegionSize, .getSyncCount: .count(0)
+        case .getResyncWork: .resyncWork(nil)
+        case .isRemoteRecovering: .remoteRecovering(isRecovering: false, inSyncHint: 0)
+        case .constructor, .destructor, .presuspend, .postsuspend, .resume, .flush, .markRegion,
+             .clearRegion, .setRegionSync, .statusInfo, .statusTable: .none
         }
     }
 
