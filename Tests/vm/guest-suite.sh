@@ -650,6 +650,47 @@ sc_i() {
     check_health "$name"
 }
 
+# j. log device failure (disk logs, daemon only): the log sits on a dm linear
+# device whose table is swapped for the error target. The next flush fails:
+# the daemon answers -EIO, status shows D, and writes still complete (no
+# handle_errors). With the device restored, a suspend/resume of the mirror
+# re-reads it and status shows A again.
+sc_j() {
+    local name=mlt-j-disk logname=mlt-j-logdev l1 l2 lg t since sectors
+    new_leg l1 "j-1" 32 random
+    new_leg l2 "j-2" 32 zero
+    disk_log lg "j-log"
+    sectors=$(blockdev --getsz "$lg")
+    create "$logname" "0 $sectors linear $lg 0"
+    mirror_table t "$MODE" disk "$(uid j-disk)" 65536 $REGION nosync "$l1" "$l2" "/dev/mapper/$logname"
+    create "$name" "$t"
+    check_sync "$name" 5
+    write_data "$name" 0 0 2
+    [[ $(st "$name") == *" A" ]] || fail "log device not A before the failure: $(st "$name")"
+
+    since=$(log_size)
+    must "swap the log device to the error target" dms reload "$logname" --table "0 $sectors error"
+    must "suspend the log device" dms suspend "$logname"
+    must "resume the log device" dms resume "$logname"
+    write_data "$name" 4 4 2
+    daemon_logged "$since" "log device write failed" || fail "no failed log write in the daemon log"
+    [[ $(st "$name") == *" D" ]] || fail "status does not show D after the failed log write: $(st "$name")"
+    check_readback "$name" 4 4 2
+    note "log failure reported: $(st "$name")"
+
+    must "restore the log device" dms reload "$logname" --table "0 $sectors linear $lg 0"
+    must "suspend the log device" dms suspend "$logname"
+    must "resume the log device" dms resume "$logname"
+    must "suspend the mirror" dms suspend "$name"
+    must "resume the mirror" dms resume "$name"
+    [[ $(st "$name") == *" A" ]] || fail "status not A after the device came back and the mirror resumed: $(st "$name")"
+    write_data "$name" 8 8 2
+    check_readback "$name" 8 8 2
+    check_readback "$name" 0 0 2
+    check_readback "$name" 4 4 2
+    note "log device back: $(st "$name")"
+}
+
 # ---------------------------------------------------------------- runner ----
 
 cleanup_scenario() {
@@ -747,7 +788,7 @@ main() {
         ALL+=("$s-core" "$s-disk")
     done
     ALL+=(h-eight-mirrors)
-    [[ $MODE == userspace ]] && ALL+=(i-signals-core i-signals-disk)
+    [[ $MODE == userspace ]] && ALL+=(i-signals-core i-signals-disk j-log-device-failure-disk)
     PLAN=()
     for s in "${ALL[@]}"; do selected "$s" && PLAN+=("$s"); done
     for s in "${PLAN[@]}"; do echo "PLAN $s" >> "$RESULTS"; done
