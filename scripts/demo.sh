@@ -17,13 +17,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=Tests/vm/common.sh
 source "$REPO/Tests/vm/common.sh"
 
-BIN=${MIRRORLOGD_BIN:-$REPO/.build/release/mirrorlogd}
-if [[ ! -x $BIN ]]; then
-    echo "error: daemon binary not found: $BIN" >&2
-    echo "       build it first (swift build -c release --product mirrorlogd) or set MIRRORLOGD_BIN" >&2
-    exit 2
-fi
-BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+resolve_daemon_binary "$REPO" || exit 2
 require_vm_tools || exit 2
 
 RES=$(mktemp -d "${TMPDIR:-/tmp}/mirrorlogd-demo.XXXXXX")

@@ -16,6 +16,19 @@ find_dm_kernel() {
     return 1
 }
 
+# resolve_daemon_binary REPO: sets BIN to the absolute path of the daemon
+# ($MIRRORLOGD_BIN, default REPO/.build/release/mirrorlogd), or says how to
+# build it and returns 1.
+resolve_daemon_binary() {
+    BIN=${MIRRORLOGD_BIN:-$1/.build/release/mirrorlogd}
+    if [[ ! -x $BIN ]]; then
+        echo "error: daemon binary not found: $BIN" >&2
+        echo "       build it first (swift build -c release --product mirrorlogd) or set MIRRORLOGD_BIN" >&2
+        return 1
+    fi
+    BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+}
+
 # require_vm_tools: vng, qemu and a usable kernel, or a clear message.
 require_vm_tools() {
     local missing=()

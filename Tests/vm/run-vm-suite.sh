@@ -38,14 +38,8 @@ while (( $# )); do
     esac
 done
 
-BIN=${MIRRORLOGD_BIN:-$REPO/.build/release/mirrorlogd}
 if [[ $MODE == userspace ]]; then
-    if [[ ! -x $BIN ]]; then
-        echo "error: daemon binary not found: $BIN" >&2
-        echo "       build it first (swift build -c release) or set MIRRORLOGD_BIN" >&2
-        exit 2
-    fi
-    BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+    resolve_daemon_binary "$REPO" || exit 2
 fi
 require_vm_tools || exit 2
 
