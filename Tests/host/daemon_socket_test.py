@@ -37,7 +37,7 @@ def parse_reply(data):
     luid, uuid, version, error, seq, rtype, size = REQUEST.unpack_from(data, 36)
     assert nl_len == len(data) == 36 + cn_len == 196 + size, "reply lengths disagree"
     assert (nl_type, idx, val) == (3, 7, 1), "reply framing"
-    return {"luid": luid, "uuid": uuid.rstrip(b"\0").decode(), "version": version, "error": error,
+    return {"luid": luid, "uuid": uuid.rstrip(b"\0").decode(errors="replace"), "version": version, "error": error,
             "seq": seq, "type": rtype, "payload": data[196:196 + size]}
 
 
@@ -259,6 +259,48 @@ def test_disk_log_on_loop_device(d, workdir):
         check(d.request(l, u, DTR)["error"] == 0, "dtr")
     finally:
         subprocess.run(["losetup", "-d", loop], check=False)
+
+
+def test_fuzzed_frames_keep_the_daemon_serving(d):
+    """Mutated, truncated and extended frames of every non-CTR type (seeded, bounded): after each one
+    the daemon must still answer a probe on an untouched log correctly."""
+    import random
+    rng = random.Random(0x5EED)
+    u, l = "LVM-host-fuzz-probe", 0x7777
+    d.request(l, u, CTR, b"16384 core 1024 nosync")
+    d.request(l, u, RESUME)
+    bases = [frame(0x4242, "LVM-fuzz", t, p, seq=1) for t, p in
+             ((MARK, u64(1, 2, 3)), (CLEAR, u64(4)), (FLUSH, u64(5)), (IS_CLEAN, u64(1)),
+              (SET_REGION_SYNC, struct.pack("=Qq", 2, 1)), (IS_REMOTE_RECOVERING, u64(9)),
+              (GET_RESYNC_WORK, b""), (STATUS_INFO, b""), (DTR, b""))]
+    d.conn.settimeout(10)
+    for i in range(1500):
+        data = bytearray(rng.choice(bases))
+        for _ in range(rng.randint(1, 6)):
+            op = rng.random()
+            if op < 0.6 and data:
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            elif op < 0.8:
+                data = data[:rng.randrange(len(data) + 1)]
+            else:
+                data += bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))
+        if len(data) >= 160 + 36 and data[36 + 152] == CTR:
+            continue  # keep the fuzzer from creating logs of arbitrary sizes
+        if not data:
+            continue
+        d.send_raw(bytes(data))
+        d.seq += 1
+        probe_seq = d.seq
+        d.send_raw(frame(l, u, GET_SYNC_COUNT, seq=probe_seq))
+        for _ in range(4):  # the fuzzed frame may or may not have been answered first
+            reply = d.receive()
+            if reply["seq"] == probe_seq and reply["luid"] == l:
+                break
+        else:
+            raise AssertionError(f"no answer to the probe after fuzz case {i}")
+        check(reply["error"] == 0 and i64(reply["payload"]) == 16, f"probe answered wrongly after fuzz case {i}: {reply}")
+    check(d.proc.poll() is None, "daemon died under fuzzing")
+    d.request(l, u, DTR)
 
 
 def test_single_instance(binary, workdir):
