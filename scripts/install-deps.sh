@@ -5,6 +5,8 @@
 #
 #   Debian: qemu-system-x86 linux-image-amd64 dmsetup udev kmod busybox-static
 #           (+ util-linux, coreutils, diffutils, procps, gawk used by the VM scripts)
+#           corosync libcpg-dev libquorum-dev libcorosync-common-dev iproute2
+#           (Tests/cluster: corosync clusters in network namespaces)
 #   PyPI:   virtme-ng (the `vng` command that boots the Debian kernel in QEMU)
 #
 # The Swift toolchain that builds the daemon is not installed here.
@@ -17,7 +19,8 @@ if (( EUID != 0 )); then
 fi
 
 APT_PKGS=(qemu-system-x86 linux-image-amd64 dmsetup udev kmod busybox-static
-          util-linux coreutils diffutils procps)
+          util-linux coreutils diffutils procps
+          corosync libcpg-dev libquorum-dev libcorosync-common-dev iproute2)
 
 is_installed() {
     [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
