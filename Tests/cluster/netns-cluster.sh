@@ -118,7 +118,7 @@ corosync_pid() {  # node -> pid of its corosync, if running
     return 0
 }
 
-alive() { kill -0 "$1" 2> /dev/null && [[ $(cat "/proc/$1/stat" 2> /dev/null | awk '{print $3}') != Z ]]; }
+alive() { kill -0 "$1" 2> /dev/null && [[ $(awk '{print $3}' "/proc/$1/stat" 2> /dev/null) != Z ]]; }
 
 wait_gone() {     # secs pid... -> 0 if all gone in time
     local deadline=$(( SECONDS + $1 )) p left
@@ -267,8 +267,10 @@ cmd_up() {
     command -v corosync > /dev/null || die "corosync not installed (run scripts/install-deps.sh)"
     local k
     [[ -f $STATE ]] && die "a cluster with prefix '$PREFIX' is up ($STATE); run: $PROG down"
-    for k in $BRNS $(for (( k = 1; k <= MAXN; k++ )); do nodens "$k"; done); do
-        ns_exists "$k" && die "namespace $k already exists; run: $PROG down"
+    for (( k = 0; k <= MAXN; k++ )); do
+        local ns=$BRNS
+        (( k )) && ns=$(nodens "$k")
+        ns_exists "$ns" && die "namespace $ns already exists; run: $PROG down"
     done
     for k in /etc/corosync /var/lib/corosync /var/log/corosync /run /dev/shm; do
         [[ -d $k ]] || mkdir -p "$k"    # mount points for the per-node binds
@@ -329,11 +331,11 @@ cmd_down() {
 
     # 1. corosync first (TERM lets it leave the membership cleanly), found by
     #    its environment tag so stray ones are found even without namespaces.
-    pids=($(tagged_pids "${PREFIX}n[0-9]+"))
+    mapfile -t pids < <(tagged_pids "${PREFIX}n[0-9]+")
     stop_pids "${pids[@]}"
 
     # 2. anything else still inside our namespaces or started with exec.
-    pids=($(TAGVAR=MLD_NETNS_CLUSTER_CLIENT tagged_pids "${PREFIX}n[0-9]+"))
+    mapfile -t pids < <(TAGVAR=MLD_NETNS_CLUSTER_CLIENT tagged_pids "${PREFIX}n[0-9]+")
     for ns in $(ip netns list 2> /dev/null | awk '{print $1}'); do
         [[ $ns == "$BRNS" || $ns =~ ^${PREFIX}n[0-9]+$ ]] || continue
         for p in $(ip netns pids "$ns" 2> /dev/null); do pids+=("$p"); done
