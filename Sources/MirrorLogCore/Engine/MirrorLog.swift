@@ -192,13 +192,7 @@ public struct MirrorLog: Sendable {
         sync = predecessor.sync
         syncCount = predecessor.syncCount
         clean = predecessor.clean
-        for holder in marks.holders {
-            var region = holder.regions.firstIndex(of: true, from: 0)
-            while region < regionCount {
-                setClean(region, false)
-                region = holder.regions.firstIndex(of: true, from: region + 1)
-            }
-        }
+        unmarkHeldRegionsClean()
         refreshLatch()
     }
 
@@ -245,13 +239,7 @@ public struct MirrorLog: Sendable {
         sync = loaded
         syncCount = loaded.popCount
         clean = loaded
-        for holder in marks.holders {
-            var region = holder.regions.firstIndex(of: true, from: 0)
-            while region < regionCount {
-                clean[region] = false
-                region = holder.regions.firstIndex(of: true, from: region + 1)
-            }
-        }
+        unmarkHeldRegionsClean()
         state.dirtyBlocks.fill(true)
         disk = state
         return notices
@@ -314,6 +302,18 @@ public struct MirrorLog: Sendable {
     }
 
     // MARK: Helpers
+
+    /// After `clean` was replaced wholesale (disk load, table reload): a region some member still
+    /// holds a mark on is not clean.
+    private mutating func unmarkHeldRegionsClean() {
+        for holder in marks.holders {
+            var region = holder.regions.firstIndex(of: true, from: 0)
+            while region < regionCount {
+                setClean(region, false)
+                region = holder.regions.firstIndex(of: true, from: region + 1)
+            }
+        }
+    }
 
     @inline(__always)
     private mutating func setClean(_ region: UInt64, _ value: Bool) {
