@@ -23,23 +23,23 @@ public struct MirrorLog: Sendable {
     public let regionCount: UInt64
 
     /// Regions with no write in flight anywhere that are in sync: what the disk log records.
-    public private(set) var clean: Bitmap
+    public internal(set) var clean: Bitmap
     /// Regions whose legs are identical.
-    public private(set) var sync: Bitmap
+    public internal(set) var sync: Bitmap
     /// Number of set bits in `sync`, kept up to date on every change (no popcount per request).
-    public private(set) var syncCount: UInt64
+    public internal(set) var syncCount: UInt64
     /// Per-member marks.
-    public private(set) var marks: MarkTable
+    public internal(set) var marks: MarkTable
     /// Regions handed out as resync work, and to whom.
-    public private(set) var recovering: [UInt64: MemberID] = [:]
+    public internal(set) var recovering: [UInt64: MemberID] = [:]
     public private(set) var phase: LogPhase = .constructed
     /// The log device, for disk logs.
-    public private(set) var disk: DiskState?
+    public internal(set) var disk: DiskState?
 
     /// Where the next GET_RESYNC_WORK search starts; moves forward only, reset by RESUME (as the kernel's own logs do).
-    private var resyncCursor: UInt64 = 0
+    var resyncCursor: UInt64 = 0
     /// Every region below this is in sync. Lowered when a region goes out of sync; raised lazily.
-    private var lowestUnsyncedBound: UInt64 = 0
+    var lowestUnsyncedBound: UInt64 = 0
     /// Set once every region was in sync; clustered logs then answer IN_SYNC = 1 until the next resume
     /// (LVM2 bug 596453: one node's leg failure must not switch the others to primary-only writes).
     private var fullySyncedLatch = false
@@ -114,7 +114,7 @@ public struct MirrorLog: Sendable {
     // MARK: Writes to the bitmaps
 
     /// MARK_REGION: `member` is about to write these regions. Regions must be in range.
-    public mutating func mark(_ regions: RegionList, by member: MemberID) {
+    public mutating func mark<S: Sequence>(_ regions: S, by member: MemberID) where S.Element == UInt64 {
         for region in regions {
             marks.mark(region, by: member)
             setClean(region, false)
@@ -123,7 +123,7 @@ public struct MirrorLog: Sendable {
 
     /// CLEAR_REGION: `member`'s writes to these regions are done. A region becomes clean again when
     /// nobody holds it and it is in sync.
-    public mutating func clear(_ regions: RegionList, by member: MemberID) {
+    public mutating func clear<S: Sequence>(_ regions: S, by member: MemberID) where S.Element == UInt64 {
         for region in regions {
             marks.clear(region, by: member)
             if sync[region] && !marks.isHeld(region) { setClean(region, true) }
@@ -145,25 +145,41 @@ public struct MirrorLog: Sendable {
         refreshLatch()
     }
 
+    /// Marks `region` out of sync and not clean without touching who resyncs it (recovery of a failed
+    /// member: a live member already copying the region keeps it).
+    mutating func markOutOfSync(_ region: UInt64) {
+        if sync.update(region, to: false) {
+            syncCount -= 1
+            if region < lowestUnsyncedBound { lowestUnsyncedBound = region }
+        }
+        setClean(region, false)
+    }
+
     /// GET_RESYNC_WORK for `member`: the next out-of-sync region nobody is resyncing, or nil.
     ///
     /// dm-raid1 recovers one region at a time per node (MAX_RECOVERY is 1), so a member that asks
     /// while it still holds a region lost our earlier reply (the kernel re-sends after 15 s with a new
     /// seq): it gets the same region again, which otherwise would never be resynced before a resume.
-    public mutating func nextResyncWork(for member: MemberID) -> UInt64? {
-        for (region, owner) in recovering where owner == member { return region }
+    public mutating func nextResyncWork(for member: MemberID, skipping excluded: (UInt64) -> Bool = { _ in false }) -> UInt64? {
+        if let held = recovering.lazy.filter({ $0.value == member }).map(\.key).min() { return held }
         var candidate = max(resyncCursor, lowestUnsyncedRegion())
+        // Regions skipped because they are excluded stay ahead of the cursor, to be found again later.
+        var firstSkipped: UInt64?
         while candidate < regionCount {
             candidate = sync.firstIndex(of: false, from: candidate)
             guard candidate < regionCount else { break }
             if recovering[candidate] == nil {
-                recovering[candidate] = member
-                resyncCursor = candidate + 1
-                return candidate
+                if excluded(candidate) {
+                    if firstSkipped == nil { firstSkipped = candidate }
+                } else {
+                    recovering[candidate] = member
+                    resyncCursor = firstSkipped ?? candidate + 1
+                    return candidate
+                }
             }
             candidate += 1
         }
-        resyncCursor = regionCount
+        resyncCursor = firstSkipped ?? regionCount
         return nil
     }
 
@@ -305,7 +321,7 @@ public struct MirrorLog: Sendable {
 
     /// After `clean` was replaced wholesale (disk load, table reload): a region some member still
     /// holds a mark on is not clean.
-    private mutating func unmarkHeldRegionsClean() {
+    mutating func unmarkHeldRegionsClean() {
         for holder in marks.holders {
             var region = holder.regions.firstIndex(of: true, from: 0)
             while region < regionCount {
@@ -316,7 +332,7 @@ public struct MirrorLog: Sendable {
     }
 
     @inline(__always)
-    private mutating func setClean(_ region: UInt64, _ value: Bool) {
+    mutating func setClean(_ region: UInt64, _ value: Bool) {
         if clean.update(region, to: value), disk != nil {
             disk!.dirtyBlocks[UInt64(disk!.format.block(ofWord: Int(region >> 6)))] = true
         }

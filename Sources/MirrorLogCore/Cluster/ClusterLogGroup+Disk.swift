@@ -1,0 +1,74 @@
+/// What a disk action of a clustered log was for.
+enum DiskTicket: Sendable, Equatable {
+    /// The writer writes flush `number`; `token` is our own FLUSH waiting for it (0 if none).
+    case flush(number: UInt64, token: UInt64)
+    /// The first read of the device.
+    case load
+}
+
+extension ClusterLogGroup {
+    /// As the disk writer: finish what a failed writer left (unconfirmed flushes, the first read).
+    mutating func writerDuties() -> [ClusterDirective] {
+        guard isDiskWriter, let luid = deviceLUID, let replica else { return [] }
+        if replica.needsDiskLoad {
+            guard !diskLoadInProgress, let bytes = replica.log.diskImageBytes else { return [] }
+            diskLoadInProgress = true
+            return [.readDevice(luid: luid, byteCount: bytes, ticket: issue(.load))]
+        }
+        if replica.ackedFlush < replica.flushNumber {
+            self.replica!.log.disk?.dirtyBlocks.fill(true)
+            let writes = self.replica!.log.pendingDiskWrites()
+            self.replica!.log.diskWritesSucceeded()
+            return [.writeDevice(luid: luid, writes, ticket: issue(.flush(number: replica.flushNumber, token: 0)))]
+        }
+        return []
+    }
+
+    /// Remembers what a disk action is for; the shell hands the ticket back with the result.
+    mutating func issue(_ ticket: DiskTicket) -> UInt64 {
+        nextDiskTicket += 1
+        diskTickets[nextDiskTicket] = ticket
+        return nextDiskTicket
+    }
+
+    /// A write of the log device finished: confirm it to the group, and answer our own FLUSH.
+    mutating func completeWrite(ticket: UInt64, _ result: Result<Void, DeviceIOError>) -> [ClusterDirective] {
+        guard case let .flush(number, token) = diskTickets.removeValue(forKey: ticket) else { return [] }
+        let failed: Bool
+        var out: [ClusterDirective] = []
+        switch result {
+        case .success:
+            failed = false
+        case let .failure(error):
+            failed = true
+            out.append(notice(.error, "log device write failed (\(error)); answering -EIO, status shows D"))
+        }
+        outbound.append(TokenedOperation(token: 0, operation: .flushed(number: number, failed: failed)))
+        if token != 0 { out += answer(token, failed ? .failure(.ioError) : .ok) }
+        return out
+    }
+
+    /// The first read of the log device finished: tell the group what it holds.
+    mutating func completeRead(ticket: UInt64, _ result: Result<[UInt8], DeviceIOError>) -> [ClusterDirective] {
+        guard diskTickets.removeValue(forKey: ticket) == .load, let replica else { return [] }
+        var clean: Bitmap?
+        var out: [ClusterDirective] = []
+        switch result {
+        case let .success(image):
+            let format = DiskLogFormat(regionCount: replica.regionCount, blockSize: replica.log.disk?.format.blockSize ?? 512)
+            switch format.decode(image) {
+            case let .success(decoded):
+                clean = decoded.clean
+                if decoded.recordedRegions != replica.regionCount {
+                    out.append(notice(.info, "log device recorded \(decoded.recordedRegions) regions, now \(replica.regionCount); regions beyond the old end will be resynced"))
+                }
+            case let .failure(error):
+                out.append(notice(.warning, "log device holds no valid log (\(error)); resync issued for all \(replica.regionCount) regions"))
+            }
+        case let .failure(error):
+            out.append(notice(.error, "cannot read the log device (\(error)); resync issued for all \(replica.regionCount) regions"))
+        }
+        outbound.append(TokenedOperation(token: 0, operation: .diskLoaded(clean: clean)))
+        return out
+    }
+}

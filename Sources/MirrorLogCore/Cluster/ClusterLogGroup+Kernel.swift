@@ -1,0 +1,105 @@
+extension ClusterLogGroup {
+    /// A request from a local instance's kernel (not CTR or DTR, which ``ClusterNode`` handles).
+    /// Reads of replicated state that are safe without a round trip are answered at once; everything
+    /// else becomes an operation that is answered when it comes back in the delivery order.
+    mutating func handleKernel(_ request: KernelRequest) -> [ClusterDirective] {
+        var header = request.header
+        header.uuidBytes = ArraySlice(Array(request.header.uuidBytes))
+        let regionCount = arguments.regionCount
+        let operation: ClusterOperation
+        switch request.type {
+        case .constructor, .destructor:
+            return [.reply(header, .failure(.invalidArgument))]
+        case .presuspend:
+            return [.reply(header, .ok)]
+        case .getRegionSize:
+            return [.reply(header, Reply(payload: .count(UInt64(arguments.regionSize))))]
+        case .inSync:
+            guard case let .region(region) = request.payload, region < regionCount else { return [.reply(header, .failure(.invalidArgument))] }
+            // A stale answer is safe: a region just set in sync reads as out of sync (the kernel asks
+            // again), and a region that fell out of sync is covered by the latch (LVM2 bug 596453).
+            let inSync = latched || (status == .active && replica!.log.sync[region])
+            return [.reply(header, Reply(payload: .flag(inSync)))]
+        case .getSyncCount:
+            return [.reply(header, Reply(payload: .count(status == .active ? replica!.log.syncCount : 0)))]
+        case .statusInfo:
+            return [.reply(header, Reply(payload: .text(statusInfo(luid: header.luid))))]
+        case .statusTable:
+            return [.reply(header, Reply(payload: .text(templateLog(stateLost: false).statusTable)))]
+        case .postsuspend:
+            operation = .postsuspend
+        case .resume:
+            operation = .resume
+        case .markRegion, .clearRegion:
+            guard case let .regions(list) = request.payload else { return [.reply(header, .failure(.invalidArgument))] }
+            let regions = Array(list)
+            if let bad = regions.first(where: { $0 >= regionCount }) { return outOfRange(header, request.type, bad) }
+            operation = request.type == .markRegion ? .mark(regions) : .clear(regions)
+        case .flush:
+            var marks: [UInt64] = []
+            if case let .regions(list) = request.payload { marks = Array(list) }
+            if let bad = marks.first(where: { $0 >= regionCount }) { return outOfRange(header, request.type, bad) }
+            operation = .flush(marks: marks)
+        case .isClean:
+            guard case let .region(region) = request.payload else { return [.reply(header, .failure(.invalidArgument))] }
+            guard region < regionCount else { return outOfRange(header, request.type, region) }
+            operation = .isClean(region)
+        case .isRemoteRecovering:
+            guard case let .region(region) = request.payload else { return [.reply(header, .failure(.invalidArgument))] }
+            guard region < regionCount else { return outOfRange(header, request.type, region) }
+            operation = .isRemoteRecovering(region)
+        case .getResyncWork:
+            operation = .getResyncWork
+        case .setRegionSync:
+            guard case let .regionSync(region, inSync) = request.payload else { return [.reply(header, .failure(.invalidArgument))] }
+            guard region < regionCount else { return outOfRange(header, request.type, region) }
+            operation = .setRegionSync(region, inSync: inSync)
+        }
+        let token = nextToken
+        nextToken += 1
+        pending[token] = PendingRequest(header: header, operation: operation)
+        outbound.append(TokenedOperation(token: token, operation: operation))
+        return []
+    }
+
+    /// STATUS_INFO of instance `luid`: `1 clustered-core` or `3 clustered-disk <maj:min> <A|D>`.
+    func statusInfo(luid: UInt64) -> String {
+        guard let attachment = instances[luid] ?? nil else { return "1 \(arguments.logType)" }
+        let failed = replica?.log.disk?.failed ?? false
+        return "3 \(arguments.logType) \(attachment.deviceNumber) \(failed ? "D" : "A")"
+    }
+
+    private func outOfRange(_ header: RequestHeader, _ type: RequestType, _ region: UInt64) -> [ClusterDirective] {
+        [.reply(header, .failure(.invalidArgument)),
+         notice(.error, "\(type) names region \(region), but the log has \(arguments.regionCount) regions; refused")]
+    }
+
+    /// Bookkeeping of our own kernel's operations once they are applied.
+    mutating func noteLocalApplied(_ operation: ClusterOperation) {
+        switch operation {
+        case let .mark(regions), let .flush(marks: regions):
+            for region in regions where region < localMarks.count { localMarks[region] = true }
+        case let .clear(regions):
+            for region in regions where region < localMarks.count { localMarks[region] = false }
+        case .postsuspend:
+            localMarks.fill(false)
+        case .resume:
+            latched = false
+        default:
+            break
+        }
+        if let replica, replica.log.syncCount == replica.regionCount { latched = true }
+    }
+
+    /// Sends the answer of our own operation `token`, if a kernel request waits for it.
+    mutating func answer(_ token: UInt64, _ reply: Reply) -> [ClusterDirective] {
+        guard let request = pending.removeValue(forKey: token) else { return [] }
+        return [.reply(request.header, reply)]
+    }
+}
+
+/// A kernel request waiting for its operation to come back in the delivery order.
+struct PendingRequest: Sendable {
+    var header: RequestHeader
+    var operation: ClusterOperation
+}

@@ -1,0 +1,246 @@
+extension ClusterLogGroup {
+    // MARK: Deliveries
+
+    /// A message delivered by CPG, in the agreed order.
+    mutating func deliver(from sender: MemberID, bytes: ArraySlice<UInt8>, quorum: QuorumView) -> [ClusterDirective] {
+        let message: ClusterMessage
+        do {
+            message = try ClusterMessage.decode(bytes)
+        } catch {
+            guard !refusedMembers.contains(sender) else { return [] }
+            refusedMembers.insert(sender)
+            if case .unsupportedVersion = error {
+                return [notice(.error, "member \(sender) speaks another cluster protocol (\(error)); its messages are refused. Upgrade or downgrade that node's mirrorlogd; see Docs/cluster.md")]
+            }
+            return [notice(.error, "refused a message from member \(sender): \(error)")]
+        }
+        switch status {
+        case .joining:
+            return []
+        case .awaitingState:
+            if case let .snapshotChunk(chunk) = message, chunk.recipients.contains(where: { $0.member == me }) {
+                return receiveChunk(chunk, quorum: quorum)
+            }
+            buffer.append((epoch, .message(sender, message)))
+            return []
+        case .active:
+            return apply(message, from: sender, quorum: quorum)
+        }
+    }
+
+    /// Applies a delivered message to the replica.
+    mutating func apply(_ message: ClusterMessage, from sender: MemberID, quorum: QuorumView) -> [ClusterDirective] {
+        switch message {
+        case let .operations(list):
+            var out: [ClusterDirective] = []
+            for entry in list { out += applyOperation(entry.operation, token: entry.token, from: sender) }
+            return out
+        case let .snapshotChunk(chunk):
+            guard chunk.index == chunk.count - 1 else { return [] }
+            replica!.markSynced(chunk.recipients.map(\.member))
+            return writerDuties() + maybeSendDone(quorum: quorum)
+        }
+    }
+
+    mutating func applyOperation(_ operation: ClusterOperation, token: UInt64, from sender: MemberID) -> [ClusterDirective] {
+        let writer = isDiskWriter
+        let outcome = replica!.apply(operation, from: sender, localIsWriter: writer)
+        var out: [ClusterDirective] = []
+        let mine = sender == me
+        if mine { noteLocalApplied(operation) }
+        switch outcome {
+        case let .reply(reply):
+            if mine { out += answer(token, reply) }
+        case let .awaitFlush(number, writes):
+            if writer, let luid = deviceLUID {
+                out.append(.writeDevice(luid: luid, writes, ticket: issue(.flush(number: number, token: mine ? token : 0))))
+            } else if mine {
+                flushWaiters.append((number, token))
+            }
+        case .awaitDiskLoad:
+            if mine { loadWaiters.append(token) }
+            out += writerDuties()
+        case .none:
+            break
+        }
+        switch operation {
+        case let .flushed(number, failed):
+            let ready = flushWaiters.filter { $0.number <= number }
+            flushWaiters.removeAll { $0.number <= number }
+            for waiter in ready { out += answer(waiter.token, failed ? .failure(.ioError) : .ok) }
+            if failed && sender != me { out.append(notice(.error, "the disk writer \(sender) could not write the log device; answering -EIO, status shows D")) }
+        case .diskLoaded:
+            let waiters = loadWaiters
+            loadWaiters.removeAll()
+            for token in waiters { out += answer(token, .ok) }
+            diskLoadInProgress = false
+            out.append(notice(.info, "log device loaded: \(replica!.log.syncCount)/\(replica!.regionCount) regions in sync"))
+        case let .recoveryDone(generation) where replica!.generation == generation:
+            out.append(notice(.info, "recovery generation \(generation) done: failed members' regions are out of sync and resynced first (\(replica!.priority.count) region(s))"))
+        default:
+            break
+        }
+        if let replica, replica.log.syncCount == replica.regionCount { latched = true }
+        return out
+    }
+
+    // MARK: Configuration changes
+
+    /// A configuration change of the group, in the agreed order.
+    mutating func membershipChanged(_ change: MembershipChange, quorum: QuorumView) -> [ClusterDirective] {
+        lastMembers = change.members
+        switch status {
+        case .joining:
+            guard change.members.contains(me) else { return [] }
+            epoch = 1
+            buffer = []
+            assembly = nil
+            status = .awaitingState
+            if change.members == [me] { return found(quorum: quorum, why: "first member of the group") }
+            return [notice(.info, "joined the group with \(change.members.count - 1) other member(s); waiting for the state")]
+        case .awaitingState:
+            epoch += 1
+            buffer.append((epoch, .change(change)))
+            if let assembly, change.left.contains(where: { $0.member == assembly.donor }) { self.assembly = nil }
+            if change.members == [me] { return found(quorum: quorum, why: "every member that held the state left") }
+            return []
+        case .active:
+            return applyChange(change, quorum: quorum)
+        }
+    }
+
+    mutating func applyChange(_ change: MembershipChange, quorum: QuorumView) -> [ClusterDirective] {
+        if stale && !change.left.isEmpty { diverged = true }
+        if diverged && !change.joined.isEmpty {
+            // Merging with the quorate side after a partition: its state wins.
+            status = .awaitingState
+            replica = nil
+            epoch = 1
+            buffer = []
+            assembly = nil
+            diverged = false
+            return [notice(.warning, "rejoined the quorate side of the cluster; discarding this node's copy of the state and waiting for a transfer")]
+        }
+        var out: [ClusterDirective] = []
+        let adoptions = replica!.applyMembership(change)
+        for (old, new) in adoptions.adopted {
+            out.append(notice(.info, "member \(new) is the restarted daemon of failed member \(old) on the same node: it takes over its marks and resync work"))
+        }
+        if !adoptions.needsSlot.isEmpty {
+            replica!.recoverPrep()
+            for member in adoptions.needsSlot {
+                replica!.recoverSlot(member)
+                let reason = change.left.first { $0.member == member }?.reason ?? .other(0)
+                if reason == .nodeDown { nodeDownFailures.insert(member) }
+                let held = replica!.log.marks.markCount(of: member)
+                out.append(notice(.warning, "member \(member) failed (\(reason)): its \(held) marked region(s) count as being written until recovery completes"))
+            }
+        }
+        nodeDownFailures = nodeDownFailures.filter { replica!.failed.contains($0) }
+        if replica!.donor == me, !replica!.unsyncedAge.isEmpty { out += sendSnapshot() }
+        out += writerDuties()
+        out += maybeSendDone(quorum: quorum)
+        return out
+    }
+
+    /// Starts the state from scratch: this member is alone in the group.
+    mutating func found(quorum: QuorumView, why: String) -> [ClusterDirective] {
+        guard quorum.quorate else {
+            return [notice(.warning, "alone in the group but not quorate: waiting for quorum before starting the state")]
+        }
+        let hadState = replica != nil || !localMarks.words.allSatisfy { $0 == 0 }
+        let lost = stateLost || hadState
+        var state = ReplicatedLog(log: templateLog(stateLost: lost), founder: me)
+        if arguments.logType.hasLogDevice {
+            switch arguments.syncMode {
+            case .default:
+                state.needsDiskLoad = true
+            case .noSync where !lost:
+                state.setInitialState(clean: Bitmap(count: arguments.regionCount, value: true))
+            default:
+                if lost { state.needsDiskLoad = true } else { state.setInitialState(clean: nil) }
+            }
+        }
+        replica = state
+        status = .active
+        stale = false
+        diverged = false
+        assembly = nil
+        var out = [notice(.info, "founded the group's state (\(why)): \(state.log.syncCount)/\(state.regionCount) regions in sync" + (state.needsDiskLoad ? ", loading the log device at resume" : ""))]
+        // Only our own operations since the join still matter; the members that sent the others left.
+        let events = buffer
+        buffer = []
+        for (_, event) in events {
+            if case let .message(sender, .operations(list)) = event, sender == me {
+                for entry in list { out += applyOperation(entry.operation, token: entry.token, from: me) }
+            }
+        }
+        out += afterStateInstalled()
+        return out
+    }
+
+    /// After a transfer or founding: re-mark what our kernel holds, and re-send requests whose
+    /// answers were lost with the old membership.
+    mutating func afterStateInstalled() -> [ClusterDirective] {
+        var regions: [UInt64] = []
+        var region = localMarks.firstIndex(of: true, from: 0)
+        while region < localMarks.count {
+            regions.append(region)
+            region = localMarks.firstIndex(of: true, from: region + 1)
+        }
+        if !regions.isEmpty { outbound.insert(TokenedOperation(token: 0, operation: .mark(regions)), at: 0) }
+        return writerDuties()
+    }
+
+    // MARK: Quorum and recovery
+
+    /// Quorum changed for the whole node.
+    mutating func quorumChanged(_ quorum: QuorumView) -> [ClusterDirective] {
+        if !quorum.quorate {
+            if !stale, let replica, replica.recoveryPending { diverged = true }
+            stale = true
+            return []
+        }
+        if stale && !diverged { stale = false }
+        if diverged && status == .active && lastMembers == [me] {
+            replica = nil
+            status = .awaitingState
+            return found(quorum: quorum, why: "quorum returned and this member is alone")
+        }
+        if status == .awaitingState && lastMembers == [me] { return found(quorum: quorum, why: "quorum returned") }
+        return maybeSendDone(quorum: quorum)
+    }
+
+    /// Sends recover_done for the pending generation once every failed member can no longer write:
+    /// its node is out of the quorate membership (fenced, in this issue: gone from votequorum's view).
+    /// A member whose process died on a live node stays held until its node goes, or its restarted
+    /// daemon joins and takes its marks over.
+    mutating func maybeSendDone(quorum: QuorumView) -> [ClusterDirective] {
+        guard status == .active, let replica, replica.recoveryPending, quorum.quorate, !stale else { return [] }
+        let next = replica.generation + 1
+        guard doneSentFor < next else { return [] }
+        for member in replica.failed where quorum.nodes.contains(member.nodeID) { return [] }
+        doneSentFor = next
+        outbound.append(TokenedOperation(token: 0, operation: .recoveryDone(generation: next)))
+        return []
+    }
+
+    /// Whether queued operations may be multicast now.
+    func mayMulticast(_ quorum: QuorumView) -> Bool {
+        status != .joining && quorum.quorate && !stale && !diverged
+    }
+
+    /// The CPG connection was lost: the replica cannot be trusted any more. Unanswered requests are
+    /// re-sent after the rejoin (every operation is idempotent for its sender).
+    mutating func connectionLost() {
+        status = .joining
+        replica = nil
+        buffer = []
+        assembly = nil
+        flushWaiters = []
+        loadWaiters = []
+        diskLoadInProgress = false
+        let waiting = pending.sorted { $0.key < $1.key }
+        outbound = waiting.map { TokenedOperation(token: $0.key, operation: $0.value.operation) }
+    }
+}

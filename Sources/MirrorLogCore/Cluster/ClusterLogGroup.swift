@@ -1,0 +1,122 @@
+/// One clustered log as this member sees it: its place in the CPG group, the replicated state once
+/// it has it, the kernel requests of its local instances waiting for their ordered answers, and the
+/// operations waiting to be multicast.
+///
+/// Pure: every input returns directives. ``ClusterNode`` owns the groups and routes to them.
+public struct ClusterLogGroup: Sendable {
+    public let uuid: String
+    public let uuidBytes: [UInt8]
+    /// The CPG group name.
+    public let name: String
+    public let arguments: ConstructorArguments
+    /// This daemon's identity in the group.
+    public let me: MemberID
+
+    /// Where this member is with the group.
+    public enum Status: String, Sendable, Equatable {
+        /// The join was asked for; the configuration change that includes us has not come yet.
+        case joining
+        /// In the group, waiting for a state transfer (and buffering what is delivered meanwhile).
+        case awaitingState
+        /// Holding the replicated state.
+        case active
+    }
+
+    public internal(set) var status: Status = .joining
+    /// The replicated state (nil until founded or transferred).
+    public internal(set) var replica: ReplicatedLog?
+    /// Local instances of the log (a table reload has two), by luid, with their device attachment.
+    public internal(set) var instances: [UInt64: DeviceAttachment?] = [:]
+
+    /// Configuration changes seen since we joined (our join is 1); names the transfer point.
+    var epoch: UInt64 = 0
+    /// What was delivered while waiting for the state, tagged with `epoch`.
+    var buffer: [(epoch: UInt64, event: BufferedEvent)] = []
+    /// A transfer being reassembled.
+    var assembly: Assembly?
+    /// Kernel requests waiting for their ordered answer, by token.
+    var pending: [UInt64: PendingRequest] = [:]
+    var nextToken: UInt64 = 1
+    /// Operations to multicast at the next ``ClusterNode/flushOutbound()``.
+    var outbound: [TokenedOperation] = []
+    /// Local FLUSH/POSTSUSPEND waiting for the writer: (flush number, token).
+    var flushWaiters: [(number: UInt64, token: UInt64)] = []
+    /// Local RESUMEs waiting for the first read of the log device.
+    var loadWaiters: [UInt64] = []
+    /// Local view: all regions were in sync since our last RESUME (IN_SYNC then answers 1).
+    var latched = false
+    /// Regions our kernel holds marks on, to re-mark after we rejoin with a fresh state.
+    var localMarks: Bitmap
+    /// Lost quorum: our replica may have diverged from the quorate side.
+    var stale = false
+    var diverged = false
+    /// The kernel reconnected after the daemon was gone (CTR with NUL): a founder cannot trust memory.
+    let stateLost: Bool
+    var snapshotSerial: UInt64 = 0
+    var diskLoadInProgress = false
+    /// Disk actions in progress, by ticket.
+    var diskTickets: [UInt64: DiskTicket] = [:]
+    var nextDiskTicket: UInt64 = 0
+    /// Failed members whose node went down (done waits until quorum no longer counts the node).
+    var nodeDownFailures: Set<MemberID> = []
+    /// Members of the group at the last configuration change.
+    var lastMembers: [MemberID] = []
+    /// The recovery generation we already sent a done for.
+    var doneSentFor: UInt64 = 0
+    /// A member spoke a protocol we do not; reported once per member.
+    var refusedMembers: Set<MemberID> = []
+
+    enum BufferedEvent: Sendable {
+        case message(MemberID, ClusterMessage)
+        case change(MembershipChange)
+    }
+
+    struct Assembly: Sendable {
+        var donor: MemberID
+        var serial: UInt64
+        var point: UInt64
+        var recipients: [MemberID]
+        var data: [UInt8]
+        var next: Int
+    }
+
+    /// The CPG group name for a uuid: `mirrorlogd:` and the uuid, or a digest of it if that would
+    /// pass corosync's 128-byte limit.
+    public static func groupName(for uuid: String) -> String {
+        let name = "mirrorlogd:" + uuid
+        if name.utf8.count <= 127 { return name }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in uuid.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        return "mirrorlogd:" + String(uuid.utf8.prefix(90).map { Character(UnicodeScalar($0)) }) + "#" + String(hash, radix: 16)
+    }
+
+    init(uuidBytes: [UInt8], arguments: ConstructorArguments, me: MemberID, stateLost: Bool) {
+        self.uuidBytes = uuidBytes
+        self.uuid = String(decoding: uuidBytes, as: UTF8.self)
+        self.name = Self.groupName(for: uuid)
+        self.arguments = arguments
+        self.me = me
+        self.stateLost = stateLost
+        self.localMarks = Bitmap(count: arguments.regionCount)
+    }
+
+    /// Any local instance's luid (disk I/O goes through its device).
+    var deviceLUID: UInt64? { instances.keys.min() }
+
+    /// A fresh single-member log of this group, on this member's device.
+    func templateLog(stateLost: Bool) -> MirrorLog {
+        let luid = deviceLUID ?? 0
+        let attachment = instances[luid] ?? nil
+        return MirrorLog(uuidBytes: uuidBytes, luid: luid, arguments: arguments, attachment: attachment, stateLost: stateLost)
+    }
+
+    /// Whether this member writes the shared log device.
+    var isDiskWriter: Bool { replica?.diskWriter == me && arguments.logType.hasLogDevice }
+
+    func notice(_ level: Notice.Level, _ message: String) -> ClusterDirective {
+        .notice(Notice(level, uuid: uuid, message))
+    }
+}

@@ -1,0 +1,105 @@
+/// A message between the members of a log's CPG group.
+///
+/// Every message starts with a fixed header: magic `"MLDC"`, protocol version, message type (all
+/// little endian). A member whose header names a version this daemon does not speak is refused and
+/// ignored, never mis-parsed (see Docs/cluster.md for the rolling-upgrade rules).
+public enum ClusterMessage: Sendable, Equatable {
+    /// Operations to apply in delivery order, each with the sender's token (0 when the sender waits
+    /// for no answer).
+    case operations([TokenedOperation])
+    /// One chunk of a state transfer.
+    case snapshotChunk(SnapshotChunk)
+
+    /// `"MLDC"`.
+    public static let magic: UInt32 = 0x4D4C_4443
+    /// The protocol version this daemon speaks.
+    public static let protocolVersion: UInt16 = 1
+    /// Header bytes: magic, version, type.
+    public static let headerSize = 8
+
+    enum Kind: UInt16 {
+        case operations = 1
+        case snapshotChunk = 2
+    }
+
+    /// Encodes the message with its header.
+    public func encoded() -> [UInt8] {
+        var w = LittleEndianWriter(capacity: 64)
+        w.u32(Self.magic)
+        w.u16(Self.protocolVersion)
+        switch self {
+        case let .operations(list):
+            w.u16(Kind.operations.rawValue)
+            w.varint(UInt64(list.count))
+            for entry in list {
+                w.varint(entry.token)
+                entry.operation.encode(into: &w)
+            }
+        case let .snapshotChunk(chunk):
+            w.u16(Kind.snapshotChunk.rawValue)
+            chunk.encode(into: &w)
+        }
+        return w.bytes
+    }
+
+    /// Decodes a delivered message; throws a typed error for anything not exactly well formed.
+    public static func decode(_ bytes: ArraySlice<UInt8>) throws(ClusterMessageError) -> ClusterMessage {
+        var r = LittleEndianReader(bytes)
+        let magic = try r.u32()
+        guard magic == Self.magic else { throw .badMagic(magic) }
+        let version = try r.u16()
+        guard version == Self.protocolVersion else { throw .unsupportedVersion(version) }
+        let rawKind = try r.u16()
+        guard let kind = Kind(rawValue: rawKind) else { throw .unknownMessageType(rawKind) }
+        let message: ClusterMessage
+        switch kind {
+        case .operations:
+            let n = try r.count(minimumElementSize: 2)
+            var list: [TokenedOperation] = []
+            list.reserveCapacity(n)
+            for _ in 0 ..< n {
+                let token = try r.varint()
+                list.append(TokenedOperation(token: token, operation: try ClusterOperation.decode(from: &r)))
+            }
+            message = .operations(list)
+        case .snapshotChunk:
+            message = .snapshotChunk(try SnapshotChunk.decode(from: &r))
+        }
+        guard r.isAtEnd else { throw .trailingBytes(r.remaining) }
+        return message
+    }
+}
+
+/// An operation and the token its sender uses to match the result to a waiting kernel request.
+public struct TokenedOperation: Sendable, Equatable {
+    public var token: UInt64
+    public var operation: ClusterOperation
+
+    public init(token: UInt64, operation: ClusterOperation) {
+        self.token = token
+        self.operation = operation
+    }
+}
+
+/// Why a cluster message was refused.
+public enum ClusterMessageError: Error, Sendable, Equatable, CustomStringConvertible {
+    case truncated(at: Int)
+    case badMagic(UInt32)
+    case unsupportedVersion(UInt16)
+    case unknownMessageType(UInt16)
+    case unknownOperation(UInt8)
+    case malformed(String)
+    case trailingBytes(Int)
+
+    public var description: String {
+        switch self {
+        case let .truncated(at): "message truncated at byte \(at)"
+        case let .badMagic(m): "bad magic 0x\(String(m, radix: 16)) (not a mirrorlogd cluster message)"
+        case let .unsupportedVersion(v): "cluster protocol version \(v), this daemon speaks version \(ClusterMessage.protocolVersion)"
+        case let .unknownMessageType(t): "unknown message type \(t)"
+        case let .unknownOperation(o): "unknown operation code \(o)"
+        case let .malformed(what): "malformed message: \(what)"
+        case let .trailingBytes(n): "\(n) unexpected bytes after the message"
+        }
+    }
+}

@@ -1,0 +1,106 @@
+/// A state change or ordered read applied by every member of a log's group at the same place in the
+/// delivery order. Kernel requests become operations; a few come from the daemons themselves.
+public enum ClusterOperation: Sendable, Equatable {
+    /// MARK_REGION.
+    case mark([UInt64])
+    /// CLEAR_REGION.
+    case clear([UInt64])
+    /// FLUSH, with the marks of `integrated_flush` (empty otherwise).
+    case flush(marks: [UInt64])
+    /// IS_CLEAN, ordered so that a mark replied on any member is seen.
+    case isClean(UInt64)
+    /// GET_RESYNC_WORK.
+    case getResyncWork
+    /// SET_REGION_SYNC.
+    case setRegionSync(UInt64, inSync: Bool)
+    /// IS_REMOTE_RECOVERING.
+    case isRemoteRecovering(UInt64)
+    /// RESUME of the sender's device.
+    case resume
+    /// POSTSUSPEND of the sender's device: a clean hand-over of its marks and resync work.
+    case postsuspend
+    /// The disk writer wrote the log device up to flush `number` (or failed to).
+    case flushed(number: UInt64, failed: Bool)
+    /// A quorate member saw the fencing condition for recovery generation `generation` met.
+    case recoveryDone(generation: UInt64)
+    /// The disk writer read the log device at first resume: the regions clean on disk (nil: the
+    /// device was unreadable or held no valid log, so everything is resynced).
+    case diskLoaded(clean: Bitmap?)
+
+    enum Code: UInt8 {
+        case mark = 1, clear, flush, isClean, getResyncWork, setRegionSync, isRemoteRecovering, resume,
+             postsuspend, flushed, recoveryDone, diskLoaded
+    }
+
+    /// Whether this operation changes replicated state (and is therefore held while not quorate).
+    public var changesState: Bool {
+        switch self {
+        case .isClean, .isRemoteRecovering: false
+        default: true
+        }
+    }
+
+    func encode(into w: inout LittleEndianWriter) {
+        switch self {
+        case let .mark(regions): w.u8(Code.mark.rawValue); Self.encodeRegions(regions, into: &w)
+        case let .clear(regions): w.u8(Code.clear.rawValue); Self.encodeRegions(regions, into: &w)
+        case let .flush(marks): w.u8(Code.flush.rawValue); Self.encodeRegions(marks, into: &w)
+        case let .isClean(region): w.u8(Code.isClean.rawValue); w.varint(region)
+        case .getResyncWork: w.u8(Code.getResyncWork.rawValue)
+        case let .setRegionSync(region, inSync): w.u8(Code.setRegionSync.rawValue); w.varint(region); w.u8(inSync ? 1 : 0)
+        case let .isRemoteRecovering(region): w.u8(Code.isRemoteRecovering.rawValue); w.varint(region)
+        case .resume: w.u8(Code.resume.rawValue)
+        case .postsuspend: w.u8(Code.postsuspend.rawValue)
+        case let .flushed(number, failed): w.u8(Code.flushed.rawValue); w.varint(number); w.u8(failed ? 1 : 0)
+        case let .recoveryDone(generation): w.u8(Code.recoveryDone.rawValue); w.varint(generation)
+        case let .diskLoaded(clean):
+            w.u8(Code.diskLoaded.rawValue)
+            if let clean {
+                w.u8(1)
+                BitmapRunLength.encode(clean, into: &w)
+            } else {
+                w.u8(0)
+            }
+        }
+    }
+
+    static func decode(from r: inout LittleEndianReader) throws(ClusterMessageError) -> ClusterOperation {
+        let raw = try r.u8()
+        guard let code = Code(rawValue: raw) else { throw .unknownOperation(raw) }
+        switch code {
+        case .mark: return .mark(try decodeRegions(from: &r))
+        case .clear: return .clear(try decodeRegions(from: &r))
+        case .flush: return .flush(marks: try decodeRegions(from: &r))
+        case .isClean: return .isClean(try r.varint())
+        case .getResyncWork: return .getResyncWork
+        case .setRegionSync: return .setRegionSync(try r.varint(), inSync: try flag(&r))
+        case .isRemoteRecovering: return .isRemoteRecovering(try r.varint())
+        case .resume: return .resume
+        case .postsuspend: return .postsuspend
+        case .flushed: return .flushed(number: try r.varint(), failed: try flag(&r))
+        case .recoveryDone: return .recoveryDone(generation: try r.varint())
+        case .diskLoaded: return .diskLoaded(clean: try flag(&r) ? try BitmapRunLength.decode(from: &r) : nil)
+        }
+    }
+
+    private static func flag(_ r: inout LittleEndianReader) throws(ClusterMessageError) -> Bool {
+        switch try r.u8() {
+        case 0: false
+        case 1: true
+        case let other: throw .malformed("flag byte \(other)")
+        }
+    }
+
+    private static func encodeRegions(_ regions: [UInt64], into w: inout LittleEndianWriter) {
+        w.varint(UInt64(regions.count))
+        for region in regions { w.varint(region) }
+    }
+
+    private static func decodeRegions(from r: inout LittleEndianReader) throws(ClusterMessageError) -> [UInt64] {
+        let n = try r.count()
+        var regions: [UInt64] = []
+        regions.reserveCapacity(n)
+        for _ in 0 ..< n { regions.append(try r.varint()) }
+        return regions
+    }
+}

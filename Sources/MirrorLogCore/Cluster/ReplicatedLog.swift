@@ -1,0 +1,329 @@
+/// The state of one clustered log that every member of its group holds identically, and the rules
+/// that change it. Every member applies the same operations and configuration changes in the same
+/// order, so every member computes the same answers; only the originator sends its answer to its
+/// kernel.
+///
+/// The recovery cycle follows the DLM's (REFERENCE.md section 4): ``recoverPrep()``, then
+/// ``recoverSlot(_:)`` per failed member, then ``recoverDone(generation:)`` once the failed members
+/// can no longer write. Between slot and done, a failed member's marked regions and its resync region
+/// count as possibly being written: IS_REMOTE_RECOVERING answers 1 for them and they are not handed
+/// out. At done they become out of sync and are resynced before anything else.
+public struct ReplicatedLog: Sendable {
+    /// Bitmaps, marks and resync work (the single-node rules, with members).
+    public internal(set) var log: MirrorLog
+    /// Members of the group, ascending.
+    public internal(set) var members: [MemberID] = []
+    /// Members that hold the state (the others wait for a transfer).
+    public internal(set) var synced: Set<MemberID> = []
+    /// For members waiting for a transfer: configuration changes since they joined, their join included.
+    public internal(set) var unsyncedAge: [MemberID: UInt64] = [:]
+    /// DLM-style slots: from 1; members keep theirs; a newcomer takes the lowest free one.
+    public internal(set) var slots: [MemberID: UInt32] = [:]
+    /// Failed members whose recovery is prepared but not done, ascending.
+    public internal(set) var failed: [MemberID] = []
+    /// A recovery cycle is between prep and done.
+    public internal(set) var recoveryPending = false
+    /// Rises by one at every completed recovery.
+    public internal(set) var generation: UInt64 = 0
+    /// Regions possibly being written by failed members (until done), and the lowest of them.
+    public internal(set) var suspects: Bitmap?
+    var lowestSuspect: UInt64 = .max
+    /// Regions of failed members to resync before any other, ascending.
+    public internal(set) var priority: [UInt64] = []
+    /// FLUSH operations applied (disk logs), and the highest one the writer confirmed.
+    public internal(set) var flushNumber: UInt64 = 0
+    public internal(set) var ackedFlush: UInt64 = 0
+    /// A disk log whose device has not been read yet (the group was just founded).
+    public internal(set) var needsDiskLoad = false
+
+    public var regionCount: UInt64 { log.regionCount }
+
+    /// A new state for a group founded by its first member.
+    public init(log: MirrorLog, founder: MemberID) {
+        self.log = log
+        self.needsDiskLoad = log.disk != nil
+        members = [founder]
+        synced = [founder]
+        slots = [founder: 1]
+    }
+
+    /// The member that writes the shared log device: the lowest member holding the state.
+    public var diskWriter: MemberID? {
+        members.first { synced.contains($0) }
+    }
+
+    /// The member that sends the state to joiners: the lowest member holding the state.
+    public var donor: MemberID? { diskWriter }
+
+    /// The answer of an operation on the member that sent it.
+    public enum Outcome: Sendable, Equatable {
+        /// Answer now.
+        case reply(Reply)
+        /// Answer once the disk writer confirms flush `number`; `writes` (on the writer only) must
+        /// reach the device first.
+        case awaitFlush(number: UInt64, writes: [DiskWrite])
+        /// Answer once the device was read (first resume of a disk log).
+        case awaitDiskLoad
+        /// Nothing to answer (daemon-to-daemon operations).
+        case none
+    }
+
+    // MARK: Operations
+
+    /// Applies `operation` sent by `member`. `localIsWriter` says whether the member applying it
+    /// writes the log device (so that only the writer builds disk writes).
+    public mutating func apply(_ operation: ClusterOperation, from member: MemberID, localIsWriter: Bool) -> Outcome {
+        switch operation {
+        case let .mark(regions):
+            guard log.firstOutOfRange(regions) == nil else { return .reply(.failure(.invalidArgument)) }
+            log.mark(regions, by: member)
+            return .reply(.ok)
+        case let .clear(regions):
+            guard log.firstOutOfRange(regions) == nil else { return .reply(.failure(.invalidArgument)) }
+            log.clear(regions, by: member)
+            return .reply(.ok)
+        case let .flush(marks):
+            guard log.firstOutOfRange(marks) == nil else { return .reply(.failure(.invalidArgument)) }
+            log.mark(marks, by: member)
+            return flush(localIsWriter: localIsWriter)
+        case let .isClean(region):
+            guard region < regionCount else { return .reply(.failure(.invalidArgument)) }
+            return .reply(Reply(payload: .flag(log.isClean(region))))
+        case .getResyncWork:
+            return .reply(Reply(payload: .resyncWork(nextResyncWork(for: member))))
+        case let .setRegionSync(region, inSync):
+            guard region < regionCount else { return .reply(.failure(.invalidArgument)) }
+            log.setRegionSync(region, inSync: inSync, by: member)
+            if inSync, let index = priority.firstIndex(of: region) { priority.remove(at: index) }
+            if !inSync { log.resyncCursor = min(log.resyncCursor, region) }
+            return .reply(.ok)
+        case let .isRemoteRecovering(region):
+            guard region < regionCount else { return .reply(.failure(.invalidArgument)) }
+            let answer = remoteRecovery(of: region, askedBy: member)
+            return .reply(Reply(payload: .remoteRecovering(isRecovering: answer.isRecovering, inSyncHint: answer.inSyncHint)))
+        case .resume:
+            releaseResyncWork(of: member)
+            return needsDiskLoad ? .awaitDiskLoad : .reply(.ok)
+        case .postsuspend:
+            // The member's kernel stopped I/O before POSTSUSPEND: its marks and resync work are
+            // handed over without a recovery cycle.
+            releaseMarks(of: member)
+            releaseResyncWork(of: member)
+            return flush(localIsWriter: localIsWriter)
+        case let .flushed(number, failed):
+            ackedFlush = max(ackedFlush, number)
+            if failed {
+                log.diskWriteFailed()
+                log.disk?.dirtyBlocks.fill(true)
+            }
+            return .none
+        case let .recoveryDone(generation):
+            recoverDone(generation: generation)
+            return .none
+        case let .diskLoaded(clean):
+            applyDiskLoad(clean)
+            return .none
+        }
+    }
+
+    private mutating func flush(localIsWriter: Bool) -> Outcome {
+        guard log.disk != nil, log.hasDirtyBlocks || (log.disk?.failed ?? false) else { return .reply(.ok) }
+        flushNumber += 1
+        let writes = localIsWriter ? log.pendingDiskWrites() : []
+        // Every member forgets the dirty blocks at the same point; the writer has them in `writes`.
+        log.diskWritesSucceeded()
+        return .awaitFlush(number: flushNumber, writes: writes)
+    }
+
+    /// The next region for `member` to resync: failed members' regions first, never a region a
+    /// failed member may still be writing, never one another member holds.
+    mutating func nextResyncWork(for member: MemberID) -> UInt64? {
+        if let held = log.recovering.lazy.filter({ $0.value == member }).map(\.key).min() { return held }
+        for region in priority where log.recovering[region] == nil && !isSuspect(region) && !log.sync[region] {
+            log.recovering[region] = member
+            return region
+        }
+        let suspects = self.suspects
+        return log.nextResyncWork(for: member) { suspects?[$0] ?? false }
+    }
+
+    @inline(__always)
+    func isSuspect(_ region: UInt64) -> Bool { suspects?[region] ?? false }
+
+    /// IS_REMOTE_RECOVERING: recovering if another member resyncs the region or a failed member may be
+    /// writing it. The hint never passes the lowest region that needs resync or may be written.
+    mutating func remoteRecovery(of region: UInt64, askedBy member: MemberID) -> (isRecovering: Bool, inSyncHint: UInt64) {
+        var recovering = isSuspect(region)
+        if let owner = log.recovering[region], owner != member { recovering = true }
+        return (recovering, min(log.lowestUnsyncedRegion(), lowestSuspect))
+    }
+
+    // MARK: Membership and the recovery cycle
+
+    /// What a configuration change means for recovery.
+    public struct MembershipEffect: Sendable, Equatable {
+        /// Members that failed and need a recovery slot: those that did not leave cleanly, and clean
+        /// leavers that still held marks or resync work.
+        public var needsSlot: [MemberID] = []
+        /// (failed member, its successor): a daemon restarted on the node of a failed member took
+        /// over its marks and resync work.
+        public var adopted: [(MemberID, MemberID)] = []
+
+        public static func == (a: Self, b: Self) -> Bool {
+            a.needsSlot == b.needsSlot && a.adopted.map(\.0) == b.adopted.map(\.0) && a.adopted.map(\.1) == b.adopted.map(\.1)
+        }
+    }
+
+    /// Applies a configuration change (membership, slots, transfer bookkeeping, adoption).
+    public mutating func applyMembership(_ change: MembershipChange) -> MembershipEffect {
+        var effect = MembershipEffect()
+        for departure in change.left {
+            let holds = log.marks.regions(of: departure.member).map { $0.firstIndex(of: true, from: 0) < regionCount } ?? false
+            let works = log.recovering.values.contains(departure.member)
+            if departure.reason.isFailure || holds || works {
+                effect.needsSlot.append(departure.member)
+            }
+            synced.remove(departure.member)
+            unsyncedAge.removeValue(forKey: departure.member)
+            slots.removeValue(forKey: departure.member)
+        }
+        members = change.members
+        for member in unsyncedAge.keys { unsyncedAge[member]! += 1 }
+        for member in change.joined where !synced.contains(member) {
+            unsyncedAge[member] = 1
+            var slot: UInt32 = 1
+            let taken = Set(slots.values)
+            while taken.contains(slot) { slot += 1 }
+            slots[member] = slot
+            if let old = failed.first(where: { $0.nodeID == member.nodeID && $0 != member }) {
+                adopt(old, by: member)
+                effect.adopted.append((old, member))
+            }
+        }
+        return effect
+    }
+
+    /// The restarted daemon `successor` on the node of failed member `old` takes over its marks and
+    /// resync work: the node's kernel still holds them and will clear them through the successor.
+    mutating func adopt(_ old: MemberID, by successor: MemberID) {
+        if let marked = log.marks.removeAll(of: old) {
+            var region = marked.firstIndex(of: true, from: 0)
+            while region < regionCount {
+                log.marks.mark(region, by: successor)
+                region = marked.firstIndex(of: true, from: region + 1)
+            }
+        }
+        for (region, owner) in log.recovering where owner == old { log.recovering[region] = successor }
+        failed.removeAll { $0 == old }
+        rebuildSuspects()
+        if failed.isEmpty && recoveryPending {
+            recoveryPending = false
+            generation += 1
+        }
+    }
+
+    /// Recomputes the suspect regions from the failed members that remain.
+    mutating func rebuildSuspects() {
+        guard !failed.isEmpty else {
+            suspects = nil
+            lowestSuspect = .max
+            return
+        }
+        let remaining = failed
+        failed = []
+        suspects = nil
+        for member in remaining { recoverSlot(member) }
+    }
+
+    /// The first state of a founded disk log that needs no read (`nosync`, or `sync`): `clean` regions
+    /// are in sync (nil: none).
+    mutating func setInitialState(clean: Bitmap?) {
+        needsDiskLoad = true
+        applyDiskLoad(clean)
+    }
+
+    /// recover_prep: a recovery cycle starts.
+    public mutating func recoverPrep() {
+        recoveryPending = true
+    }
+
+    /// recover_slot: `member` failed. Its marks and resync region stay held (as suspects) until done.
+    public mutating func recoverSlot(_ member: MemberID) {
+        guard !failed.contains(member) else { return }
+        failed.append(member)
+        failed.sort()
+        var set = suspects ?? Bitmap(count: regionCount)
+        if let marked = log.marks.regions(of: member) {
+            for (index, word) in marked.words.enumerated() where word != 0 { set.setWord(index, set.words[index] | word) }
+        }
+        for (region, owner) in log.recovering where owner == member { set[region] = true }
+        suspects = set
+        lowestSuspect = set.firstIndex(of: true, from: 0)
+        if lowestSuspect >= regionCount { lowestSuspect = .max }
+    }
+
+    /// recover_done for `generation` (the next one; anything else is a duplicate and ignored): the
+    /// failed members' regions go out of sync and are resynced first.
+    public mutating func recoverDone(generation: UInt64) {
+        guard recoveryPending, generation == self.generation + 1 else { return }
+        var resyncFirst: [UInt64] = []
+        for member in failed {
+            if let marked = log.marks.removeAll(of: member) {
+                var region = marked.firstIndex(of: true, from: 0)
+                while region < regionCount {
+                    resyncFirst.append(region)
+                    region = marked.firstIndex(of: true, from: region + 1)
+                }
+            }
+            for (region, owner) in log.recovering where owner == member {
+                log.recovering.removeValue(forKey: region)
+                resyncFirst.append(region)
+            }
+        }
+        for region in resyncFirst { log.markOutOfSync(region) }
+        priority = Array(Set(priority + resyncFirst)).sorted()
+        failed = []
+        suspects = nil
+        lowestSuspect = .max
+        recoveryPending = false
+        self.generation = generation
+        log.resyncCursor = 0
+    }
+
+    /// A transfer completed: these members now hold the state.
+    public mutating func markSynced(_ recipients: [MemberID]) {
+        for member in recipients where members.contains(member) {
+            synced.insert(member)
+            unsyncedAge.removeValue(forKey: member)
+        }
+    }
+
+    // MARK: Helpers
+
+    private mutating func releaseMarks(of member: MemberID) {
+        guard let marked = log.marks.removeAll(of: member) else { return }
+        var region = marked.firstIndex(of: true, from: 0)
+        while region < regionCount {
+            if log.sync[region] && !log.marks.isHeld(region) { log.setClean(region, true) }
+            region = marked.firstIndex(of: true, from: region + 1)
+        }
+    }
+
+    private mutating func releaseResyncWork(of member: MemberID) {
+        for (region, owner) in log.recovering where owner == member { log.recovering.removeValue(forKey: region) }
+        log.resyncCursor = 0
+    }
+
+    private mutating func applyDiskLoad(_ loaded: Bitmap?) {
+        guard needsDiskLoad else { return }
+        needsDiskLoad = false
+        let clean = loaded.flatMap { $0.count == regionCount ? $0 : nil } ?? Bitmap(count: regionCount)
+        log.sync = clean
+        log.syncCount = clean.popCount
+        log.clean = clean
+        log.lowestUnsyncedBound = 0
+        log.resyncCursor = 0
+        log.unmarkHeldRegionsClean()
+        log.disk?.dirtyBlocks.fill(true)
+    }
+}

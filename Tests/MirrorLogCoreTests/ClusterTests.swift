@@ -1,0 +1,236 @@
+import Testing
+@testable import MirrorLogCore
+import MirrorLogSimulation
+
+/// A little kernel per simulated member: builds requests with increasing seq numbers.
+struct SimKernel {
+    var sim = SimulatedCluster()
+    var seq: UInt32 = 0
+    let uuid: String
+    let luid: UInt64 = 7
+
+    init(uuid: String = "LVM-cluster-test") { self.uuid = uuid }
+
+    @discardableResult
+    mutating func send(_ type: RequestType, _ payload: RequestPayload = .none, on member: MemberID, uuid: String? = nil, luid: UInt64? = nil) -> UInt32 {
+        seq += 1
+        sim.send(wire(makeRequest(type, payload, luid: luid ?? self.luid, uuid: uuid ?? self.uuid, seq: seq)), on: member)
+        return seq
+    }
+
+    /// Sends, lets the cluster settle, and returns the reply.
+    mutating func ask(_ type: RequestType, _ payload: RequestPayload = .none, on member: MemberID, uuid: String? = nil) -> Reply? {
+        let s = send(type, payload, on: member, uuid: uuid)
+        sim.settle()
+        return sim.reply(of: member, seq: s)
+    }
+
+    mutating func flag(_ type: RequestType, _ region: UInt64, on member: MemberID) -> Bool? {
+        guard let reply = ask(type, .region(region), on: member), case let .flag(value) = reply.payload else { return nil }
+        return value
+    }
+
+    mutating func resyncWork(on member: MemberID) -> UInt64?? {
+        guard let reply = ask(.getResyncWork, on: member), case let .resyncWork(region) = reply.payload else { return nil }
+        return .some(region)
+    }
+
+    mutating func remoteRecovering(_ region: UInt64, on member: MemberID) -> (Bool, UInt64)? {
+        guard let reply = ask(.isRemoteRecovering, .region(region), on: member), case let .remoteRecovering(r, hint) = reply.payload else { return nil }
+        return (r, hint)
+    }
+
+    /// Starts `members`, each constructing and resuming the log.
+    mutating func bringUp(_ members: [MemberID], table: String = "clustered-core 1024 nosync", length: UInt64 = 64 * 1024) {
+        for member in members {
+            sim.start(member)
+            #expect(ask(.constructor, ctr("\(length) \(table)"), on: member)?.error == 0)
+            #expect(ask(.resume, on: member) == .ok)
+        }
+    }
+
+    func digests() -> Set<UInt64> {
+        Set(sim.nodes.values.compactMap { node in node.groups.values.first?.replica.map(ReplicaSnapshot.digest) })
+    }
+}
+
+let nodeA = MemberID(nodeID: 1, pid: 100)
+let nodeB = MemberID(nodeID: 2, pid: 200)
+let nodeC = MemberID(nodeID: 3, pid: 300)
+
+@Suite("Clustered logs (simulated CPG)")
+struct ClusterTests {
+    @Test("three members share one state; a joiner gets it from exactly one member")
+    func joinFromOneDonor() {
+        var k = SimKernel()
+        k.bringUp([nodeA, nodeB, nodeC])
+        #expect(k.digests().count == 1)
+        let senders = k.sim.notices.filter { $0.value.contains { $0.message.hasPrefix("sending the state") } }.map(\.key)
+        #expect(senders == [nodeA])
+        for member in [nodeA, nodeB, nodeC] {
+            #expect(k.sim.nodes[member]!.groups.values.first!.replica!.members == [nodeA, nodeB, nodeC])
+        }
+    }
+
+    @Test("a mark on one member is seen by every member's IS_CLEAN; clear makes it clean again")
+    func marksAreReplicated() {
+        var k = SimKernel()
+        k.bringUp([nodeA, nodeB])
+        #expect(k.ask(.markRegion, regions([5, 6]), on: nodeA) == .ok)
+        #expect(k.flag(.isClean, 5, on: nodeB) == false)
+        #expect(k.flag(.isClean, 7, on: nodeB) == true)
+        #expect(k.ask(.markRegion, regions([5]), on: nodeB) == .ok)
+        #expect(k.ask(.clearRegion, regions([5, 6]), on: nodeA) == .ok)
+        #expect(k.flag(.isClean, 5, on: nodeA) == false, "still marked by B")
+        #expect(k.flag(.isClean, 6, on: nodeA) == true)
+        #expect(k.digests().count == 1)
+    }
+
+    @Test("resync work is spread: each member gets its own region, never the same one")
+    func resyncWorkIsExclusive() {
+        var k = SimKernel()
+        k.bringUp([nodeA, nodeB, nodeC], table: "clustered-core 1024 sync", length: 8 * 1024)
+        let a = k.resyncWork(on: nodeA)!
+        let b = k.resyncWork(on: nodeB)!
+        let c = k.resyncWork(on: nodeC)!
+        #expect(a == 0 && b == 1 && c == 2)
+        #expect(k.remoteRecovering(1, on: nodeA)?.0 == true)
+        #expect(k.remoteRecovering(1, on: nodeB)?.0 == false)
+        #expect(k.ask(.setRegionSync, .regionSync(region: 0, inSync: true), on: nodeA) == .ok)
+        #expect(k.resyncWork(on: nodeA)! == 3)
+    }
+
+    @Test("a failed member's marks are held until recovery is done, then resynced first")
+    func failedMemberRecovery() {
+        var k = SimKernel()
+        k.sim.quorum = QuorumView(quorate: true, nodes: [1, 2, 3])
+        k.bringUp([nodeA, nodeB, nodeC], table: "clustered-core 1024 nosync", length: 16 * 1024)
+        #expect(k.ask(.markRegion, regions([9, 12]), on: nodeB) == .ok)
+        k.sim.crash(nodeB, reason: .nodeDown)
+        k.sim.settle()
+        // Node 2 is still in quorum's view (not fenced yet): its regions may be written.
+        #expect(k.remoteRecovering(9, on: nodeA)! == (true, 9))
+        #expect(k.resyncWork(on: nodeA)! == nil)
+        #expect(k.flag(.isClean, 12, on: nodeC) == false)
+        // Node 2 leaves the quorum (fenced): done; its regions are out of sync and resynced first.
+        k.sim.setQuorum(QuorumView(quorate: true, nodes: [1, 3]))
+        k.sim.settle()
+        #expect(k.ask(.getSyncCount, on: nodeA)?.payload == .count(14))
+        #expect(k.resyncWork(on: nodeC)! == 9)
+        #expect(k.resyncWork(on: nodeA)! == 12)
+        #expect(k.ask(.setRegionSync, .regionSync(region: 9, inSync: true), on: nodeC) == .ok)
+        #expect(k.ask(.setRegionSync, .regionSync(region: 12, inSync: true), on: nodeA) == .ok)
+        #expect(k.ask(.getSyncCount, on: nodeC)?.payload == .count(16))
+        #expect(k.digests().count == 1)
+    }
+
+    @Test("a failed recoverer's region is handed out again after done")
+    func failedRecovererRegionIsReissued() {
+        var k = SimKernel()
+        k.bringUp([nodeA, nodeB], table: "clustered-core 1024 sync", length: 4 * 1024)
+        #expect(k.resyncWork(on: nodeB)! == 0)
+        k.sim.crash(nodeB, reason: .nodeDown)
+        k.sim.settle()
+        // Quorum's node list is unknown here (empty), so done follows the change.
+        #expect(k.resyncWork(on: nodeA)! == 0)
+    }
+
+    @Test("a daemon restarted on the same node takes over its predecessor's marks")
+    func restartedDaemonAdoptsMarks() {
+        var k = SimKernel()
+        k.sim.quorum = QuorumView(quorate: true, nodes: [1, 2])
+        k.bringUp([nodeA, nodeB], length: 8 * 1024)
+        #expect(k.ask(.markRegion, regions([3]), on: nodeB) == .ok)
+        k.sim.crash(nodeB, reason: .processDown)
+        k.sim.settle()
+        #expect(k.remoteRecovering(3, on: nodeA)?.0 == true)
+        let restarted = MemberID(nodeID: 2, pid: 201)
+        k.sim.start(restarted)
+        #expect(k.ask(.constructor, ctr("\(8 * 1024) clustered-core 1024 nosync", nul: true), on: restarted) == .ok)
+        #expect(k.ask(.resume, on: restarted) == .ok)
+        #expect(k.remoteRecovering(3, on: nodeA)?.0 == false)
+        #expect(k.flag(.isClean, 3, on: nodeA) == false, "the restarted daemon holds the mark now")
+        #expect(k.ask(.clearRegion, regions([3]), on: restarted) == .ok)
+        #expect(k.flag(.isClean, 3, on: nodeA) == true)
+        #expect(k.digests().count == 1)
+    }
+
+    @Test("without quorum, state changes are held, not failed; they complete when quorum returns")
+    func quorumHoldsRequests() {
+        var k = SimKernel()
+        k.bringUp([nodeA, nodeB])
+        k.sim.setQuorum(QuorumView(quorate: false, nodes: [1]), on: [nodeA])
+        let s = k.send(.markRegion, regions([1]), on: nodeA)
+        k.sim.settle()
+        #expect(k.sim.reply(of: nodeA, seq: s) == nil)
+        // Reads of local state are still answered.
+        #expect(k.ask(.getRegionSize, on: nodeA)?.payload == .count(1024))
+        k.sim.setQuorum(QuorumView(quorate: true, nodes: [1, 2]), on: [nodeA])
+        k.sim.settle()
+        #expect(k.sim.reply(of: nodeA, seq: s) == .ok)
+        #expect(k.flag(.isClean, 1, on: nodeB) == false)
+    }
+
+    @Test("a joiner under concurrent traffic ends with the same state")
+    func joinUnderTraffic() {
+        var k = SimKernel()
+        k.bringUp([nodeA, nodeB], table: "clustered-core 1024 sync", length: 64 * 1024)
+        k.sim.start(nodeC)
+        k.send(.constructor, ctr("\(64 * 1024) clustered-core 1024 sync"), on: nodeC)
+        for i in 0 ..< 20 {
+            k.send(.markRegion, regions([UInt64(i)]), on: nodeA)
+            k.send(.getResyncWork, on: nodeB)
+            k.sim.flushOutbound()
+            k.sim.step()
+        }
+        k.send(.resume, on: nodeC)
+        k.sim.settle()
+        #expect(k.digests().count == 1)
+        #expect(k.sim.nodes[nodeC]!.groups.values.first!.status == .active)
+    }
+
+    @Test("a member speaking another protocol version is refused with a clear notice")
+    func unknownVersionIsRefused() {
+        var k = SimKernel()
+        k.bringUp([nodeA, nodeB])
+        var bytes = ClusterMessage.operations([TokenedOperation(token: 0, operation: .mark([1]))]).encoded()
+        bytes[4] = 9
+        k.sim.cpg.multicast(bytes, group: ClusterLogGroup.groupName(for: k.uuid), from: nodeB)
+        k.sim.settle()
+        #expect(k.flag(.isClean, 1, on: nodeA) == true)
+        #expect(k.sim.notices[nodeA]!.contains { $0.message.contains("another cluster protocol") })
+    }
+
+    @Test("clustered-disk: one writer; a FLUSH on another member is answered after the writer wrote")
+    func diskLogSingleWriter() {
+        var k = SimKernel()
+        k.bringUp([nodeA, nodeB], table: "clustered-disk /dev/shared 1024", length: 64 * 1024)
+        #expect(k.ask(.flush, regions([70 % 64]), on: nodeB) == .ok)
+        let image = k.sim.devices["/dev/shared"]!
+        let format = DiskLogFormat(regionCount: 64, blockSize: 512)
+        guard case let .success(decoded) = format.decode(image) else {
+            Issue.record("no valid log on the device")
+            return
+        }
+        #expect(decoded.clean[6] == false)
+        #expect(k.sim.nodes[nodeA]!.groups.values.first!.replica!.diskWriter == nodeA)
+        #expect(k.digests().count == 1, "\(k.sim.nodes.values.flatMap { $0.dumpLines() })")
+    }
+
+    @Test("cluster messages round-trip and reject garbage with typed errors")
+    func messageCodec() throws {
+        var bitmap = Bitmap(count: 1000)
+        bitmap.setRange(10 ..< 500)
+        let ops: [ClusterOperation] = [.mark([1, 2, 1 << 40]), .clear([]), .flush(marks: [3]), .isClean(4), .getResyncWork,
+                                       .setRegionSync(5, inSync: true), .isRemoteRecovering(6), .resume, .postsuspend,
+                                       .flushed(number: 9, failed: true), .recoveryDone(generation: 2), .diskLoaded(clean: bitmap), .diskLoaded(clean: nil)]
+        let message = ClusterMessage.operations(ops.enumerated().map { TokenedOperation(token: UInt64($0.offset), operation: $0.element) })
+        let bytes = message.encoded()
+        #expect(try ClusterMessage.decode(bytes[...]) == message)
+        #expect(throws: ClusterMessageError.badMagic(0)) { try ClusterMessage.decode(zeros(8)[...]) }
+        #expect(throws: ClusterMessageError.trailingBytes(1)) { try ClusterMessage.decode((bytes + [0])[...]) }
+        for cut in 0 ..< bytes.count {
+            #expect(throws: ClusterMessageError.self) { try ClusterMessage.decode(bytes[0 ..< cut]) }
+        }
+    }
+}
