@@ -16,15 +16,15 @@ let package = Package(
     targets: [
         // Pure core: codec, CTR parsing, disk format and the log state machine. No I/O, clock or randomness.
         .target(name: "MirrorLogCore"),
-        // Deterministic simulation of several daemons over a simulated CPG (test support; pure).
-        .target(name: "MirrorLogSimulation", dependencies: ["MirrorLogCore"]),
         // Tiny C shim for Linux constants and ioctls that Swift cannot import directly.
         .target(name: "CMirrorLogSys"),
-        // Thin adapters: netlink connector socket, block-device I/O, pidfile lock, signals.
+        // corosync's client libraries (libcpg, libquorum, libcorosync_common) as a system library.
+        .systemLibrary(name: "CCorosync", path: "Sources/CCorosync"),
+        // Thin adapters: netlink connector socket, block-device I/O, pidfile lock, signals, corosync.
         .target(
             name: "MirrorLogAdapters",
             dependencies: [
-                "MirrorLogCore", "CMirrorLogSys",
+                "MirrorLogCore", "CMirrorLogSys", "CCorosync",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
@@ -45,12 +45,20 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Raw CPG round trip and membership tool for the cluster benchmark.
+        .executableTarget(
+            name: "mirrorlog-cpgbench",
+            dependencies: [
+                "MirrorLogAdapters", "MirrorLogCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // C view of the uapi structs, so tests can compare our layout with the kernel headers.
         .target(name: "CULogLayout", path: "Tests/CULogLayout"),
         .testTarget(
             name: "MirrorLogCoreTests",
             dependencies: [
-                "MirrorLogCore", "CULogLayout", "MirrorLogSimulation",
+                "MirrorLogCore", "CULogLayout",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),

@@ -1,0 +1,76 @@
+import CCorosync
+
+/// Follows corosync's quorum (libquorum): whether this node's partition is quorate.
+/// It decides nothing; the caller polls ``fileDescriptor`` and calls ``dispatch()``.
+///
+/// Not thread-safe: one thread (the event loop) uses it.
+public final class QuorumMonitor {
+    /// The quorate flag as of the last ``dispatch()`` (initially from `quorum_getquorate`).
+    public private(set) var isQuorate: Bool
+    /// The descriptor to poll for readability (`quorum_fd_get`). Owned by the handle.
+    public let fileDescriptor: Int32
+    /// Whether corosync runs a quorum provider (`QUORUM_SET`); without one every partition counts as quorate.
+    public let hasQuorumProvider: Bool
+
+    private let handle: quorum_handle_t
+    private let sink: QuorumSink
+    private var isClosed = false
+
+    /// Connects to the local corosync and starts tracking changes (`quorum_trackstart`, CS_TRACK_CHANGES).
+    public init() throws(CorosyncError) {
+        var callbacks = quorum_callbacks_t(quorum_notify_fn: quorumNotify)
+        var handle = quorum_handle_t()
+        var quorumType: UInt32 = 0
+        var backoff = RetryBackoff.control()
+        try checkCS(backoff.retrying { quorum_initialize(&handle, &callbacks, &quorumType) }, "quorum_initialize")
+        let sink = QuorumSink()
+        do throws(CorosyncError) {
+            try checkCS(quorum_context_set(handle, Unmanaged.passUnretained(sink).toOpaque()), "quorum_context_set")
+            var fd: Int32 = -1
+            try checkCS(quorum_fd_get(handle, &fd), "quorum_fd_get")
+            // Track first, then read: a change after the read is then always reported by a later dispatch.
+            try checkCS(quorum_trackstart(handle, UInt32(CS_TRACK_CHANGES)), "quorum_trackstart")
+            var quorate: Int32 = 0
+            try checkCS(quorum_getquorate(handle, &quorate), "quorum_getquorate")
+            fileDescriptor = fd
+            isQuorate = quorate != 0
+        } catch {
+            quorum_finalize(handle)
+            throw error
+        }
+        self.handle = handle
+        self.sink = sink
+        hasQuorumProvider = quorumType == UInt32(QUORUM_SET)
+    }
+
+    deinit { close() }
+
+    /// Runs every pending notification (`quorum_dispatch`, CS_DISPATCH_ALL) and returns the current flag.
+    /// Does not block. Throws when the connection to corosync is lost.
+    @discardableResult
+    public func dispatch() throws(CorosyncError) -> Bool {
+        sink.quorate = nil
+        try checkCS(quorum_dispatch(handle, CS_DISPATCH_ALL), "quorum_dispatch")
+        if let quorate = sink.quorate { isQuorate = quorate }
+        return isQuorate
+    }
+
+    /// Disconnects (`quorum_finalize`) once.
+    public func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        quorum_trackstop(handle)
+        quorum_finalize(handle)
+    }
+}
+
+/// The last quorate flag a notification reported during `quorum_dispatch`.
+final class QuorumSink {
+    var quorate: Bool?
+}
+
+private let quorumNotify: quorum_notification_fn_t = { handle, quorate, _, _, _ in
+    var context: UnsafeRawPointer?
+    guard quorum_context_get(handle, &context) == CS_OK, let context else { return }
+    Unmanaged<QuorumSink>.fromOpaque(context).takeUnretainedValue().quorate = quorate != 0
+}
