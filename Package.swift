@@ -16,6 +16,8 @@ let package = Package(
     targets: [
         // Pure core: codec, CTR parsing, disk format and the log state machine. No I/O, clock or randomness.
         .target(name: "MirrorLogCore"),
+        // Deterministic simulation of several daemons over a simulated CPG (test support; pure).
+        .target(name: "MirrorLogSimulation", dependencies: ["MirrorLogCore"]),
         // Tiny C shim for Linux constants and ioctls that Swift cannot import directly.
         .target(name: "CMirrorLogSys"),
         // corosync's client libraries (libcpg, libquorum, libcorosync_common) as a system library.
@@ -58,7 +60,7 @@ let package = Package(
         .testTarget(
             name: "MirrorLogCoreTests",
             dependencies: [
-                "MirrorLogCore", "CULogLayout",
+                "MirrorLogCore", "CULogLayout", "MirrorLogSimulation",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),

@@ -17,6 +17,8 @@ public final class Daemon {
     private var receiveBuffer = [UInt8](repeating: 0, count: 1 << 16)
     private var replyBuffer: [UInt8] = []
     private var lastTerminationRequest: Int?
+    private var cluster: ClusterShell!
+    private var clusterReplyBuffer: [UInt8] = []
     private var running = true
 
     /// Why the daemon could not start.
@@ -55,20 +57,42 @@ public final class Daemon {
         deviceMapper = try? DeviceMapperControl()
         replyBuffer.reserveCapacity(1 << 12)
         processor = RequestProcessor(runtimeDirectory: configuration.runtimeDirectory, logger: logger, debug: configuration.debug)
+        cluster = ClusterShell(runtimeDirectory: configuration.runtimeDirectory, logger: logger) { [unowned self] header, reply in
+            self.sendClusterReply(header, reply)
+        }
+        processor.cluster = cluster
+    }
+
+    /// A clustered log's answer, sent when its operation came back in the agreed order.
+    private func sendClusterReply(_ header: RequestHeader, _ reply: Reply) {
+        if configuration.debug {
+            logger.debug("\(RequestType(rawValue: header.rawRequestType & 0xFF).map { "\($0)" } ?? "?") seq=\(header.seq) -> error=\(reply.error) \(reply.payload)", metadata: ["log": "\(shortUUID(header.uuid))"])
+        }
+        if reply.error != 0 { processor.statistics.failed += 1 }
+        WireEncoder.encodeReply(to: header, reply, netlinkPortID: transport.portID, into: &clusterReplyBuffer)
+        do {
+            try transport.send(clusterReplyBuffer)
+        } catch {
+            logger.error("sending a reply to the kernel failed: \(error); the kernel will re-send after its timeout")
+        }
     }
 
     /// Serves until told to stop. Returns the process exit status.
     public func run() -> Int32 {
         let source = configuration.kernelSocketPath.map { "the test socket \($0)" } ?? "the kernel's netlink connector"
-        logger.info("mirrorlogd \(MirrorLogVersion.string) serving device-mapper userspace logs (log types: core, disk) from \(source)")
+        logger.info("mirrorlogd \(MirrorLogVersion.string) serving device-mapper userspace logs (log types: core, disk, clustered-core, clustered-disk) from \(source)")
         while running {
             // The transport's fd can change (the test transport polls its listener until a client connects).
-            var poller = Poller([transport.fileDescriptor, signals.fileDescriptor, deviceMapper?.fileDescriptor ?? -1])
-            let ready = poller.wait(timeoutMilliseconds: 1000)
+            let clusterSources = cluster.pollSources
+            var poller = Poller([transport.fileDescriptor, signals.fileDescriptor, deviceMapper?.fileDescriptor ?? -1] + clusterSources.map(\.fd))
+            let ready = poller.wait(timeoutMilliseconds: cluster.wantsPromptTick ? 5 : 1000)
             if ready.contains(1) { handleSignals() }
+            for index in ready where index >= 3 { cluster.handleReadable(clusterSources[index - 3].source) }
             if ready.contains(0) { drainKernel() }
             if ready.contains(2) { readDeviceMapperReports() }
+            cluster.tick()
         }
+        cluster.close()
         return 0
     }
 
@@ -151,7 +175,7 @@ public final class Daemon {
     /// within the window persists every disk log and exits.
     private func requestTermination(_ signal: SignalSource.Signal) {
         let name = signal == .terminate ? "SIGTERM" : "SIGINT"
-        let active = processor.engine.logs.count
+        let active = processor.engine.logs.count + cluster.instanceCount
         if active == 0 {
             logger.info("\(name): no active logs; exiting")
             running = false
@@ -174,6 +198,7 @@ public final class Daemon {
         for log in logs {
             logger.info("\(log.uuid) \(log.summary)", metadata: ["log": "\(shortUUID(log.uuid))"])
         }
+        for line in cluster.dumpLines() { logger.info("\(line)") }
     }
 }
 

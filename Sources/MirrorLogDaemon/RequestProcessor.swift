@@ -13,6 +13,8 @@ final class RequestProcessor {
     let statistics = RequestStatistics()
     /// Logs whose kernel recovery must be restarted once their reply is sent (see `EngineOutput`).
     var recoveryRestarts: [String] = []
+    /// The cluster layer: clustered logs go there, and their replies come back asynchronously.
+    var cluster: ClusterShell?
 
     init(runtimeDirectory: String, logger: Logger, debug: Bool) {
         self.runtimeDirectory = runtimeDirectory
@@ -42,6 +44,13 @@ final class RequestProcessor {
             return true
         }
         statistics.count(request.type)
+        if let cluster, cluster.claims(request) {
+            if debug {
+                logger.debug("\(request.type) seq=\(request.header.seq) -> cluster", metadata: ["log": "\(shortUUID(request.header.uuid))"])
+            }
+            cluster.handleKernel(request)
+            return false
+        }
         let answer = run(request)
         if debug {
             logger.debug("\(request.type) seq=\(request.header.seq) -> error=\(answer.error) \(answer.payload)", metadata: ["log": "\(shortUUID(request.header.uuid))"])

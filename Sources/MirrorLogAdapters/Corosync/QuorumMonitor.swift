@@ -7,6 +7,9 @@ import CCorosync
 public final class QuorumMonitor {
     /// The quorate flag as of the last ``dispatch()`` (initially from `quorum_getquorate`).
     public private(set) var isQuorate: Bool
+    /// Node ids in the quorum's view of the membership as of the last notification (empty until the
+    /// first one, which tracking with CS_TRACK_CURRENT asks for at once).
+    public private(set) var nodes: Set<UInt32> = []
     /// The descriptor to poll for readability (`quorum_fd_get`). Owned by the handle.
     public let fileDescriptor: Int32
     /// Whether corosync runs a quorum provider (`QUORUM_SET`); without one every partition counts as quorate.
@@ -29,7 +32,7 @@ public final class QuorumMonitor {
             var fd: Int32 = -1
             try checkCS(quorum_fd_get(handle, &fd), "quorum_fd_get")
             // Track first, then read: a change after the read is then always reported by a later dispatch.
-            try checkCS(quorum_trackstart(handle, UInt32(CS_TRACK_CHANGES)), "quorum_trackstart")
+            try checkCS(quorum_trackstart(handle, UInt32(CS_TRACK_CURRENT | CS_TRACK_CHANGES)), "quorum_trackstart")
             var quorate: Int32 = 0
             try checkCS(quorum_getquorate(handle, &quorate), "quorum_getquorate")
             fileDescriptor = fd
@@ -50,8 +53,10 @@ public final class QuorumMonitor {
     @discardableResult
     public func dispatch() throws(CorosyncError) -> Bool {
         sink.quorate = nil
+        sink.nodes = nil
         try checkCS(quorum_dispatch(handle, CS_DISPATCH_ALL), "quorum_dispatch")
         if let quorate = sink.quorate { isQuorate = quorate }
+        if let nodes = sink.nodes { self.nodes = nodes }
         return isQuorate
     }
 
@@ -67,10 +72,15 @@ public final class QuorumMonitor {
 /// The last quorate flag a notification reported during `quorum_dispatch`.
 final class QuorumSink {
     var quorate: Bool?
+    var nodes: Set<UInt32>?
 }
 
-private let quorumNotify: quorum_notification_fn_t = { handle, quorate, _, _, _ in
+private let quorumNotify: quorum_notification_fn_t = { handle, quorate, _, count, list in
     var context: UnsafeRawPointer?
     guard quorum_context_get(handle, &context) == CS_OK, let context else { return }
-    Unmanaged<QuorumSink>.fromOpaque(context).takeUnretainedValue().quorate = quorate != 0
+    let sink = Unmanaged<QuorumSink>.fromOpaque(context).takeUnretainedValue()
+    sink.quorate = quorate != 0
+    var nodes = Set<UInt32>()
+    if let list { for i in 0 ..< Int(count) { nodes.insert(list[i]) } }
+    sink.nodes = nodes
 }

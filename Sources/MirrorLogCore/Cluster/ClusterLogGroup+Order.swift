@@ -44,6 +44,7 @@ extension ClusterLogGroup {
 
     mutating func applyOperation(_ operation: ClusterOperation, token: UInt64, from sender: MemberID) -> [ClusterDirective] {
         let writer = isDiskWriter
+        let generationBefore = replica!.generation
         let outcome = replica!.apply(operation, from: sender, localIsWriter: writer)
         var out: [ClusterDirective] = []
         let mine = sender == me
@@ -75,7 +76,7 @@ extension ClusterLogGroup {
             for token in waiters { out += answer(token, .ok) }
             diskLoadInProgress = false
             out.append(notice(.info, "log device loaded: \(replica!.log.syncCount)/\(replica!.regionCount) regions in sync"))
-        case let .recoveryDone(generation) where replica!.generation == generation:
+        case let .recoveryDone(generation) where replica!.generation == generation && generationBefore != generation:
             out.append(notice(.info, "recovery generation \(generation) done: failed members' regions are out of sync and resynced first (\(replica!.priority.count) region(s))"))
         default:
             break

@@ -195,7 +195,9 @@ public struct ReplicatedLog: Sendable {
             let taken = Set(slots.values)
             while taken.contains(slot) { slot += 1 }
             slots[member] = slot
-            if let old = failed.first(where: { $0.nodeID == member.nodeID && $0 != member }) {
+            // The same member (a partition healed, corosync restarted under it) or a restarted daemon
+            // on the same node: the node's kernel still holds the marks.
+            if let old = failed.first(where: { $0.nodeID == member.nodeID }) {
                 adopt(old, by: member)
                 effect.adopted.append((old, member))
             }
