@@ -128,7 +128,8 @@ public final class CPGGroup {
         return sink.events
     }
 
-    /// Disconnects (`cpg_finalize`) once; the group sees this member leave as if by ``leave()``.
+    /// Disconnects (`cpg_finalize`) once. Without a ``leave()`` first, the other members see this one depart
+    /// as ``LeaveReason/processDown`` (as after a crash), not ``LeaveReason/left``.
     /// Later calls fail with `CS_ERR_BAD_HANDLE`.
     public func close() {
         guard !isClosed else { return }
