@@ -12,7 +12,7 @@ struct CPGBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mirrorlog-cpgbench",
         abstract: "Raw corosync CPG round-trip benchmark and passive group member.",
-        subcommands: [RoundTrip.self, Member.self]
+        subcommands: [RoundTrip.self, Member.self, KernelRequests.self]
     )
 }
 

@@ -55,6 +55,13 @@ extension ClusterLogGroup {
             guard region < regionCount else { return outOfRange(header, request.type, region) }
             operation = .setRegionSync(region, inSync: inSync)
         }
+        // The kernel re-sends a request after 15 s without an answer (while we hold requests without
+        // quorum, say). State changes come from dm-raid1's single worker, so an identical pending one
+        // is that request: answer the newest copy instead of queueing the same operation again.
+        if operation.changesState, let token = pending.first(where: { $0.value.header.luid == header.luid && $0.value.operation == operation })?.key {
+            pending[token]!.header = header
+            return []
+        }
         let token = nextToken
         nextToken += 1
         pending[token] = PendingRequest(header: header, operation: operation)
