@@ -193,9 +193,9 @@ struct ClusterTests {
     func unknownVersionIsRefused() {
         var k = SimKernel()
         k.bringUp([nodeA, nodeB])
-        var bytes = ClusterMessage.operations([TokenedOperation(token: 0, operation: .mark([1]))]).encoded()
+        var bytes = ClusterMessage.operations([LogBatch(log: Array(k.uuid.utf8), entries: [TokenedOperation(token: 0, operation: .mark([1]))])]).encoded()
         bytes[4] = 9
-        k.sim.cpg.multicast(bytes, group: ClusterLogGroup.groupName(for: k.uuid), from: nodeB)
+        k.sim.cpg.multicast(bytes, group: ClusterNode.orderingGroup, from: nodeB)
         k.sim.settle()
         #expect(k.flag(.isClean, 1, on: nodeA) == true)
         #expect(k.sim.notices[nodeA]!.contains { $0.message.contains("another cluster protocol") })
@@ -224,9 +224,14 @@ struct ClusterTests {
         let ops: [ClusterOperation] = [.mark([1, 2, 1 << 40]), .clear([]), .flush(marks: [3]), .isClean(4), .getResyncWork,
                                        .setRegionSync(5, inSync: true), .isRemoteRecovering(6), .resume, .postsuspend,
                                        .flushed(number: 9, failed: true), .recoveryDone(generation: 2), .diskLoaded(clean: bitmap), .diskLoaded(clean: nil)]
-        let message = ClusterMessage.operations(ops.enumerated().map { TokenedOperation(token: UInt64($0.offset), operation: $0.element) })
+        let message = ClusterMessage.operations([LogBatch(log: Array("LVM-a".utf8), entries: ops.enumerated().map { TokenedOperation(token: UInt64($0.offset), operation: $0.element) }),
+                                                 LogBatch(log: Array("LVM-b".utf8), entries: [TokenedOperation(token: 0, operation: .attach), TokenedOperation(token: 0, operation: .detach)])])
         let bytes = message.encoded()
         #expect(try ClusterMessage.decode(bytes[...]) == message)
+        let census = ClusterMessage.census(logs: [Array("LVM-a".utf8), Array("LVM-b".utf8)])
+        #expect(try ClusterMessage.decode(census.encoded()[...]) == census)
+        let chunk = ClusterMessage.snapshotChunk(SnapshotChunk(log: Array("LVM-a".utf8), donor: nodeA, serial: 3, recipients: [.init(member: nodeB, point: 2)], index: 0, count: 1, data: [1, 2, 3]))
+        #expect(try ClusterMessage.decode(chunk.encoded()[...]) == chunk)
         #expect(throws: ClusterMessageError.badMagic(0)) { try ClusterMessage.decode(zeros(8)[...]) }
         #expect(throws: ClusterMessageError.trailingBytes(1)) { try ClusterMessage.decode((bytes + [0])[...]) }
         for cut in 0 ..< bytes.count {

@@ -1,41 +1,30 @@
 extension ClusterLogGroup {
     // MARK: Deliveries
 
-    /// A message delivered by CPG, in the agreed order.
-    mutating func deliver(from sender: MemberID, bytes: ArraySlice<UInt8>, quorum: QuorumView) -> [ClusterDirective] {
-        let message: ClusterMessage
-        do {
-            message = try ClusterMessage.decode(bytes)
-        } catch {
-            guard !refusedMembers.contains(sender) else { return [] }
-            refusedMembers.insert(sender)
-            if case .unsupportedVersion = error {
-                return [notice(.error, "member \(sender) speaks another cluster protocol (\(error)); its messages are refused. Upgrade or downgrade that node's mirrorlogd; see Docs/cluster.md")]
-            }
-            return [notice(.error, "refused a message from member \(sender): \(error)")]
-        }
+    /// This log's part of a message delivered in the agreed order.
+    mutating func receive(_ event: GroupEvent, from sender: MemberID, quorum: QuorumView) -> [ClusterDirective] {
         switch status {
         case .joining:
             return []
         case .awaitingState:
-            if case let .snapshotChunk(chunk) = message, chunk.recipients.contains(where: { $0.member == me }) {
+            if case let .chunk(chunk) = event, chunk.recipients.contains(where: { $0.member == me }) {
                 return receiveChunk(chunk, quorum: quorum)
             }
-            buffer.append((epoch, .message(sender, message)))
+            buffer.append((epoch, .message(sender, event)))
             return []
         case .active:
-            return apply(message, from: sender, quorum: quorum)
+            return apply(event, from: sender, quorum: quorum)
         }
     }
 
-    /// Applies a delivered message to the replica.
-    mutating func apply(_ message: ClusterMessage, from sender: MemberID, quorum: QuorumView) -> [ClusterDirective] {
-        switch message {
+    /// Applies a delivered event to the replica.
+    mutating func apply(_ event: GroupEvent, from sender: MemberID, quorum: QuorumView) -> [ClusterDirective] {
+        switch event {
         case let .operations(list):
             var out: [ClusterDirective] = []
             for entry in list { out += applyOperation(entry.operation, token: entry.token, from: sender) }
             return out
-        case let .snapshotChunk(chunk):
+        case let .chunk(chunk):
             guard chunk.index == chunk.count - 1 else { return [] }
             replica!.markSynced(chunk.recipients.map(\.member))
             return writerDuties() + maybeSendDone(quorum: quorum)
@@ -152,6 +141,7 @@ extension ClusterLogGroup {
         let hadState = replica != nil || !localMarks.words.allSatisfy { $0 == 0 }
         let lost = stateLost || hadState
         var state = ReplicatedLog(log: templateLog(stateLost: lost), founder: me)
+        state.mutation = mutation
         if arguments.logType.hasLogDevice {
             switch arguments.syncMode {
             case .default:
@@ -220,7 +210,7 @@ extension ClusterLogGroup {
         guard status == .active, let replica, replica.recoveryPending, quorum.quorate, !stale else { return [] }
         let next = replica.generation + 1
         guard doneSentFor < next else { return [] }
-        for member in replica.failed where quorum.nodes.contains(member.nodeID) { return [] }
+        for member in replica.failed where quorum.nodes.contains(member.nodeID) && mutation != .doneBeforeFencing { return [] }
         doneSentFor = next
         outbound.append(TokenedOperation(token: 0, operation: .recoveryDone(generation: next)))
         return []
@@ -228,13 +218,14 @@ extension ClusterLogGroup {
 
     /// Whether queued operations may be multicast now.
     func mayMulticast(_ quorum: QuorumView) -> Bool {
-        status != .joining && quorum.quorate && !stale && !diverged
+        (status != .joining || attachQueued) && quorum.quorate && !stale && !diverged
     }
 
     /// The CPG connection was lost: the replica cannot be trusted any more. Unanswered requests are
     /// re-sent after the rejoin (every operation is idempotent for its sender).
     mutating func connectionLost() {
         status = .joining
+        attachQueued = false
         replica = nil
         buffer = []
         assembly = nil

@@ -6,8 +6,8 @@ extension ClusterLogGroup {
         guard !recipients.isEmpty else { return [] }
         snapshotSerial += 1
         let bytes = ReplicaSnapshot.encode(replica)
-        let chunks = SnapshotChunk.split(bytes, donor: me, serial: snapshotSerial, recipients: recipients)
-        var out: [ClusterDirective] = chunks.map { .multicast(group: name, ClusterMessage.snapshotChunk($0).encoded()) }
+        let chunks = SnapshotChunk.split(bytes, log: uuidBytes, donor: me, serial: snapshotSerial, recipients: recipients)
+        var out: [ClusterDirective] = chunks.map { .multicast(group: ClusterNode.orderingGroup, ClusterMessage.snapshotChunk($0).encoded()) }
         let names = recipients.map { "\($0.member)" }.joined(separator: ", ")
         out.append(notice(.info, "sending the state to \(names): \(bytes.count) bytes in \(chunks.count) chunk(s)"))
         return out
@@ -37,6 +37,7 @@ extension ClusterLogGroup {
             return [notice(.error, "discarded a state transfer from \(complete.donor): \(error); waiting for another")]
         }
         replica = state
+        replica!.mutation = mutation
         status = .active
         var out = [notice(.info, "state received from \(complete.donor): \(complete.data.count) bytes, \(state.log.syncCount)/\(state.regionCount) regions in sync, recovery generation \(state.generation)")]
         // Replay what the snapshot does not contain: everything after its configuration change.
@@ -48,7 +49,7 @@ extension ClusterLogGroup {
             case let .change(change) where tag > complete.point:
                 out += applyChange(change, quorum: quorum)
                 replayed += 1
-            case let .message(sender, message) where tag >= complete.point:
+            case let .message(sender, message) where tag >= complete.point && mutation != .transferSkipsBufferedEvents:
                 out += apply(message, from: sender, quorum: quorum)
                 replayed += 1
             default:

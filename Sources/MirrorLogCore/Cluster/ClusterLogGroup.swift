@@ -1,4 +1,10 @@
-/// One clustered log as this member sees it: its place in the CPG group, the replicated state once
+/// The part of a delivered message that concerns one log.
+enum GroupEvent: Sendable {
+    case operations([TokenedOperation])
+    case chunk(SnapshotChunk)
+}
+
+/// One clustered log as this member sees it: its membership, the replicated state once
 /// it has it, the kernel requests of its local instances waiting for their ordered answers, and the
 /// operations waiting to be multicast.
 ///
@@ -6,7 +12,7 @@
 public struct ClusterLogGroup: Sendable {
     public let uuid: String
     public let uuidBytes: [UInt8]
-    /// The CPG group name.
+    /// The log's name in the cluster, for messages (`mirrorlogd:<uuid>`).
     public let name: String
     public let arguments: ConstructorArguments
     /// This daemon's identity in the group.
@@ -48,7 +54,7 @@ public struct ClusterLogGroup: Sendable {
     /// Regions our kernel holds marks on, to re-mark after we rejoin with a fresh state.
     var localMarks: Bitmap
     /// Lost quorum: our replica may have diverged from the quorate side.
-    var stale = false
+    public internal(set) var stale = false
     var diverged = false
     /// The kernel reconnected after the daemon was gone (CTR with NUL): a founder cannot trust memory.
     let stateLost: Bool
@@ -63,11 +69,13 @@ public struct ClusterLogGroup: Sendable {
     var lastMembers: [MemberID] = []
     /// The recovery generation we already sent a done for.
     var doneSentFor: UInt64 = 0
-    /// A member spoke a protocol we do not; reported once per member.
-    var refusedMembers: Set<MemberID> = []
+    /// Our attach is queued or in flight: operations may follow it in the same message.
+    var attachQueued = false
+    /// A deliberately broken rule, for the simulation's mutation tests only (nil in every daemon).
+    var mutation: ClusterMutation?
 
     enum BufferedEvent: Sendable {
-        case message(MemberID, ClusterMessage)
+        case message(MemberID, GroupEvent)
         case change(MembershipChange)
     }
 
@@ -80,9 +88,8 @@ public struct ClusterLogGroup: Sendable {
         var next: Int
     }
 
-    /// The CPG group name for a uuid: `mirrorlogd:` and the uuid, or a digest of it if that would
-    /// pass corosync's 128-byte limit.
-    public static func groupName(for uuid: String) -> String {
+    /// The log's name in the cluster: `mirrorlogd:` and the uuid, shortened with a digest past 127 bytes.
+    public static func displayName(for uuid: String) -> String {
         let name = "mirrorlogd:" + uuid
         if name.utf8.count <= 127 { return name }
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -96,7 +103,7 @@ public struct ClusterLogGroup: Sendable {
     init(uuidBytes: [UInt8], arguments: ConstructorArguments, me: MemberID, stateLost: Bool) {
         self.uuidBytes = uuidBytes
         self.uuid = String(decoding: uuidBytes, as: UTF8.self)
-        self.name = Self.groupName(for: uuid)
+        self.name = Self.displayName(for: uuid)
         self.arguments = arguments
         self.me = me
         self.stateLost = stateLost

@@ -4,11 +4,15 @@
 /// little endian). A member whose header names a version this daemon does not speak is refused and
 /// ignored, never mis-parsed (see Docs/cluster.md for the rolling-upgrade rules).
 public enum ClusterMessage: Sendable, Equatable {
-    /// Operations to apply in delivery order, each with the sender's token (0 when the sender waits
-    /// for no answer).
-    case operations([TokenedOperation])
+    /// Operations to apply in delivery order, grouped by log; each carries the sender's token (0 when
+    /// the sender waits for no answer). One message carries the requests of every log that the
+    /// sender's event loop collected in one pass.
+    case operations([LogBatch])
     /// One chunk of a state transfer.
     case snapshotChunk(SnapshotChunk)
+    /// The logs the sender serves, sent when another daemon joins the ordering group so that it
+    /// learns who serves what before it attaches its own logs.
+    case census(logs: [[UInt8]])
 
     /// `"MLDC"`.
     public static let magic: UInt32 = 0x4D4C_4443
@@ -20,6 +24,7 @@ public enum ClusterMessage: Sendable, Equatable {
     enum Kind: UInt16 {
         case operations = 1
         case snapshotChunk = 2
+        case census = 3
     }
 
     /// Encodes the message with its header.
@@ -28,13 +33,21 @@ public enum ClusterMessage: Sendable, Equatable {
         w.u32(Self.magic)
         w.u16(Self.protocolVersion)
         switch self {
-        case let .operations(list):
+        case let .operations(batches):
             w.u16(Kind.operations.rawValue)
-            w.varint(UInt64(list.count))
-            for entry in list {
-                w.varint(entry.token)
-                entry.operation.encode(into: &w)
+            w.varint(UInt64(batches.count))
+            for batch in batches {
+                w.blob(batch.log)
+                w.varint(UInt64(batch.entries.count))
+                for entry in batch.entries {
+                    w.varint(entry.token)
+                    entry.operation.encode(into: &w)
+                }
             }
+        case let .census(logs):
+            w.u16(Kind.census.rawValue)
+            w.varint(UInt64(logs.count))
+            for log in logs { w.blob(log) }
         case let .snapshotChunk(chunk):
             w.u16(Kind.snapshotChunk.rawValue)
             chunk.encode(into: &w)
@@ -54,19 +67,47 @@ public enum ClusterMessage: Sendable, Equatable {
         let message: ClusterMessage
         switch kind {
         case .operations:
-            let n = try r.count(minimumElementSize: 2)
-            var list: [TokenedOperation] = []
-            list.reserveCapacity(n)
-            for _ in 0 ..< n {
-                let token = try r.varint()
-                list.append(TokenedOperation(token: token, operation: try ClusterOperation.decode(from: &r)))
+            var batches: [LogBatch] = []
+            for _ in 0 ..< (try r.count(minimumElementSize: 2)) {
+                let log = try logName(&r)
+                let n = try r.count(minimumElementSize: 2)
+                var entries: [TokenedOperation] = []
+                entries.reserveCapacity(n)
+                for _ in 0 ..< n {
+                    let token = try r.varint()
+                    entries.append(TokenedOperation(token: token, operation: try ClusterOperation.decode(from: &r)))
+                }
+                batches.append(LogBatch(log: log, entries: entries))
             }
-            message = .operations(list)
+            message = .operations(batches)
+        case .census:
+            var logs: [[UInt8]] = []
+            for _ in 0 ..< (try r.count(minimumElementSize: 2)) { logs.append(try logName(&r)) }
+            message = .census(logs: logs)
         case .snapshotChunk:
             message = .snapshotChunk(try SnapshotChunk.decode(from: &r))
         }
         guard r.isAtEnd else { throw .trailingBytes(r.remaining) }
         return message
+    }
+}
+
+/// A log's uuid as carried in messages: 1 to 128 bytes.
+func logName(_ r: inout LittleEndianReader) throws(ClusterMessageError) -> [UInt8] {
+    let name = try r.blob()
+    guard !name.isEmpty, name.count <= 128 else { throw .malformed("log name of \(name.count) bytes") }
+    return name
+}
+
+/// The operations of one log inside an operations message.
+public struct LogBatch: Sendable, Equatable {
+    /// The log's uuid bytes.
+    public var log: [UInt8]
+    public var entries: [TokenedOperation]
+
+    public init(log: [UInt8], entries: [TokenedOperation]) {
+        self.log = log
+        self.entries = entries
     }
 }
 

@@ -1,19 +1,55 @@
 /// Every clustered log of this daemon: routes kernel requests, deliveries, configuration changes,
 /// quorum changes and disk results to the right ``ClusterLogGroup`` and returns what the shell must
 /// do. Pure, like ``LogEngine``: values in, directives out.
+///
+/// All daemons share one CPG group, ``orderingGroup``, so that every clustered log's operations are
+/// in one agreed order and the requests of many logs share one message. A log's membership is
+/// ordered within it: a daemon attaches to a log (its constructor) and detaches (its last
+/// destructor) with operations; a daemon that leaves the CPG group leaves every log it served, with
+/// corosync's reason. A daemon that joins first collects every other daemon's census of the logs
+/// it serves, so that its own attach finds the log's members.
 public struct ClusterNode: Sendable {
-    /// This daemon in every group: corosync's node id and our pid.
+    /// The CPG group every daemon joins.
+    public static let orderingGroup = "mirrorlogd"
+
+    /// This daemon: corosync's node id and our pid.
     public let me: MemberID
-    /// Groups by CPG group name.
-    public private(set) var groups: [String: ClusterLogGroup] = [:]
+    /// Clustered logs this daemon serves, by uuid bytes.
+    public private(set) var groups: [[UInt8]: ClusterLogGroup] = [:]
     /// Whether the CPG connection is up (groups can be joined).
     public private(set) var connected = true
     public private(set) var quorum: QuorumView
+    /// A deliberately broken rule, for the simulation's mutation tests only (nil in every daemon).
+    var mutation: ClusterMutation?
 
-    private var groupOfLUID: [UInt64: String] = [:]
+    private var groupOfLUID: [UInt64: [UInt8]] = [:]
     private var pendingConstructors: [UInt64: PendingConstructor] = [:]
-    private var tickets: [UInt64: (group: String, ticket: UInt64)] = [:]
+    private var tickets: [UInt64: (group: [UInt8], ticket: UInt64)] = [:]
     private var nextTicket: UInt64 = 0
+
+    /// Where this daemon is with the ordering group.
+    public enum OrderingStatus: String, Sendable, Equatable {
+        /// Not a member (no clustered log yet, or the connection was lost).
+        case idle
+        /// Join asked for.
+        case joining
+        /// Member; waiting for the other daemons' census before attaching.
+        case census
+        /// Member, census complete: logs can attach.
+        case ready
+    }
+
+    public private(set) var orderingStatus: OrderingStatus = .idle
+    /// Members of the ordering group.
+    public private(set) var orderingMembers: [MemberID] = []
+    /// Which daemons serve which log (every log, not only ours), from the ordered stream.
+    public private(set) var attachments: [[UInt8]: Set<MemberID>] = [:]
+    private var censusPending: Set<MemberID> = []
+    private var censusDue = false
+    /// Logs we stopped serving whose detach still has to be multicast.
+    private var detaches: [[UInt8]] = []
+    /// Members that spoke a protocol we do not; reported once each.
+    private var refusedMembers: Set<MemberID> = []
 
     private struct PendingConstructor: Sendable {
         var header: RequestHeader
@@ -76,16 +112,69 @@ public struct ClusterNode: Sendable {
 
     // MARK: Cluster inputs
 
-    /// A message delivered in group `group`.
+    /// A message delivered in the ordering group.
     public mutating func deliver(group: String, from sender: MemberID, bytes: ArraySlice<UInt8>) -> [ClusterDirective] {
-        guard groups[group] != nil else { return [] }
-        return mapTickets(group, groups[group]!.deliver(from: sender, bytes: bytes, quorum: quorum))
+        guard group == Self.orderingGroup, orderingStatus == .census || orderingStatus == .ready else { return [] }
+        let message: ClusterMessage
+        do {
+            message = try ClusterMessage.decode(bytes)
+        } catch {
+            guard !refusedMembers.contains(sender) else { return [] }
+            refusedMembers.insert(sender)
+            if case .unsupportedVersion = error {
+                return [.notice(Notice(.error, uuid: nil, "member \(sender) speaks another cluster protocol (\(error)); its messages are refused. Upgrade or downgrade that node's mirrorlogd; see Docs/cluster.md"))]
+            }
+            return [.notice(Notice(.error, uuid: nil, "refused a message from member \(sender): \(error)"))]
+        }
+        guard !refusedMembers.contains(sender) else { return [] }
+        var out: [ClusterDirective] = []
+        switch message {
+        case let .operations(batches):
+            for batch in batches { out += deliverBatch(batch, from: sender) }
+        case let .snapshotChunk(chunk):
+            if groups[chunk.log] != nil {
+                out += mapTickets(chunk.log, groups[chunk.log]!.receive(.chunk(chunk), from: sender, quorum: quorum))
+            }
+        case let .census(logs):
+            for log in logs { out += attach(sender, to: log) }
+            if orderingStatus == .census {
+                censusPending.remove(sender)
+                out += completeCensusIfDone()
+            }
+        }
+        return out
     }
 
-    /// A configuration change of group `group`.
+    /// A configuration change of the ordering group.
     public mutating func membershipChanged(group: String, _ change: MembershipChange) -> [ClusterDirective] {
-        guard groups[group] != nil else { return [] }
-        return mapTickets(group, groups[group]!.membershipChanged(change, quorum: quorum))
+        guard group == Self.orderingGroup, orderingStatus != .idle else { return [] }
+        var out: [ClusterDirective] = []
+        orderingMembers = change.members
+        if change.joined.contains(me), orderingStatus == .joining {
+            attachments = [:]
+            censusPending = Set(change.members).subtracting([me])
+            orderingStatus = .census
+            out.append(.notice(Notice(.info, uuid: nil, "joined the ordering group with \(change.members.count - 1) other daemon(s)" + (censusPending.isEmpty ? "" : "; waiting for their census"))))
+            return out + completeCensusIfDone()
+        }
+        // Members that left leave every log they served, with corosync's reason.
+        var departures: [[UInt8]: [MembershipChange.Departure]] = [:]
+        for departure in change.left {
+            censusPending.remove(departure.member)
+            for log in attachments.keys where attachments[log]!.contains(departure.member) {
+                attachments[log]!.remove(departure.member)
+                departures[log, default: []].append(departure)
+            }
+        }
+        for log in departures.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) where groups[log] != nil {
+            let members = Array(attachments[log] ?? []).sorted()
+            let logChange = MembershipChange(members: members, joined: [], left: departures[log]!)
+            out += mapTickets(log, groups[log]!.membershipChanged(logChange, quorum: quorum))
+        }
+        if orderingStatus == .census { out += completeCensusIfDone() }
+        // Someone joined (a new daemon, or the other side of a healed partition): tell it what we serve.
+        if !change.joined.isEmpty { censusDue = true }
+        return out
     }
 
     /// Quorum changed.
@@ -98,7 +187,7 @@ public struct ClusterNode: Sendable {
                     ? "quorum regained (\(view.nodes.count) node(s)); held requests resume"
                     : "quorum lost: requests that change clustered logs are held until it returns (the kernel waits and re-sends; nothing fails)")))
         }
-        for name in groups.keys.sorted() { out += mapTickets(name, groups[name]!.quorumChanged(view)) }
+        for log in groups.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) { out += mapTickets(log, groups[log]!.quorumChanged(view)) }
         return out
     }
 
@@ -114,24 +203,39 @@ public struct ClusterNode: Sendable {
         return mapTickets(target.group, groups[target.group]!.completeRead(ticket: target.ticket, result))
     }
 
-    /// The operations queued since the last call, one message per group (several kernel requests in
-    /// flight share one CPG message). Groups that must hold (no quorum, no state yet after a
-    /// partition) keep theirs.
+    /// The operations queued since the last call, in one message for every log (requests of many
+    /// logs in flight at once share one CPG message). Logs that must hold (no quorum, no state yet
+    /// after a partition) keep theirs.
     public mutating func flushOutbound() -> [ClusterDirective] {
+        guard orderingStatus == .census || orderingStatus == .ready else { return [] }
         var out: [ClusterDirective] = []
-        for name in groups.keys.sorted() where !groups[name]!.outbound.isEmpty && groups[name]!.mayMulticast(quorum) {
-            out.append(.multicast(group: name, ClusterMessage.operations(groups[name]!.outbound).encoded()))
-            groups[name]!.outbound.removeAll(keepingCapacity: true)
+        if censusDue {
+            censusDue = false
+            let served = attachments.filter { $0.value.contains(me) }.keys.sorted { $0.lexicographicallyPrecedes($1) }
+            out.append(.multicast(group: Self.orderingGroup, ClusterMessage.census(logs: served).encoded()))
         }
+        var batches: [LogBatch] = detaches.map { LogBatch(log: $0, entries: [TokenedOperation(token: 0, operation: .detach)]) }
+        detaches.removeAll()
+        for log in groups.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) where !groups[log]!.outbound.isEmpty && groups[log]!.mayMulticast(quorum) {
+            batches.append(LogBatch(log: log, entries: groups[log]!.outbound))
+            groups[log]!.outbound.removeAll(keepingCapacity: true)
+        }
+        if !batches.isEmpty { out.append(.multicast(group: Self.orderingGroup, ClusterMessage.operations(batches).encoded())) }
         return out
     }
 
     /// Whether any group has operations waiting to be multicast.
-    public var hasOutbound: Bool { groups.values.contains { !$0.outbound.isEmpty } }
+    public var hasOutbound: Bool { censusDue || !detaches.isEmpty || groups.values.contains { !$0.outbound.isEmpty } }
 
     /// The CPG connection failed: every group must rejoin and get the state again.
     public mutating func connectionLost() -> [ClusterDirective] {
         connected = false
+        orderingStatus = .idle
+        orderingMembers = []
+        attachments = [:]
+        censusPending = []
+        censusDue = false
+        detaches = []
         for name in groups.keys { groups[name]!.connectionLost() }
         return groups.isEmpty ? [] : [.notice(Notice(.error, uuid: nil, "lost the connection to corosync: \(groups.count) clustered log(s) hold their requests until it returns"))]
     }
@@ -139,13 +243,15 @@ public struct ClusterNode: Sendable {
     /// The CPG connection is back: join every group again.
     public mutating func connectionRestored() -> [ClusterDirective] {
         connected = true
-        return groups.keys.sorted().map { .join(group: $0) }
+        guard !groups.isEmpty, orderingStatus == .idle else { return [] }
+        orderingStatus = .joining
+        return [.join(group: Self.orderingGroup)]
     }
 
     /// One line per clustered log for state dumps: `cluster-state uuid=… status=… members=…
     /// digest=… sync=a/N generation=… failed=… writer=…`.
     public func dumpLines() -> [String] {
-        groups.values.sorted { $0.uuid < $1.uuid }.map { group in
+        groups.values.sorted { $0.uuid < $1.uuid }.map { group -> String in
             var line = "cluster-state uuid=\(group.uuid) status=\(group.status.rawValue) me=\(me) luids=\(group.instances.keys.sorted().map(String.init).joined(separator: ","))"
             if let replica = group.replica {
                 line += " members=\(replica.members.count) digest=\(hex16(ReplicaSnapshot.digest(replica))) sync=\(replica.log.syncCount)/\(replica.regionCount)"
@@ -160,6 +266,67 @@ public struct ClusterNode: Sendable {
     }
 
     // MARK: Internals
+
+    /// One log's operations from `sender`: attach and detach become configuration changes of the
+    /// log, in place; the rest goes to the log's group.
+    private mutating func deliverBatch(_ batch: LogBatch, from sender: MemberID) -> [ClusterDirective] {
+        var out: [ClusterDirective] = []
+        var run: [TokenedOperation] = []
+        func flushRun(_ node: inout ClusterNode) {
+            guard !run.isEmpty else { return }
+            if node.groups[batch.log] != nil {
+                out += node.mapTickets(batch.log, node.groups[batch.log]!.receive(.operations(run), from: sender, quorum: node.quorum))
+            }
+            run.removeAll()
+        }
+        for entry in batch.entries {
+            switch entry.operation {
+            case .attach:
+                flushRun(&self)
+                out += attach(sender, to: batch.log)
+            case .detach:
+                flushRun(&self)
+                out += detach(sender, from: batch.log)
+            default:
+                run.append(entry)
+            }
+        }
+        flushRun(&self)
+        return out
+    }
+
+    /// `member` serves `log` from here on in the order.
+    private mutating func attach(_ member: MemberID, to log: [UInt8]) -> [ClusterDirective] {
+        let isNew = attachments[log, default: []].insert(member).inserted
+        guard groups[log] != nil else { return [] }
+        let ourJoin = member == me && groups[log]!.status == .joining
+        guard isNew || ourJoin else { return [] }
+        if member == me { groups[log]!.attachQueued = false }
+        let change = MembershipChange(members: Array(attachments[log]!).sorted(), joined: [member], left: [])
+        return mapTickets(log, groups[log]!.membershipChanged(change, quorum: quorum))
+    }
+
+    /// `member` stopped serving `log` (a clean leave).
+    private mutating func detach(_ member: MemberID, from log: [UInt8]) -> [ClusterDirective] {
+        guard attachments[log]?.remove(member) != nil else { return [] }
+        if attachments[log]!.isEmpty { attachments.removeValue(forKey: log) }
+        guard groups[log] != nil, member != me else { return [] }
+        let change = MembershipChange(members: Array(attachments[log] ?? []).sorted(), joined: [], left: [.init(member, .left)])
+        return mapTickets(log, groups[log]!.membershipChanged(change, quorum: quorum))
+    }
+
+    /// Once every other daemon's census arrived: attach our logs.
+    private mutating func completeCensusIfDone() -> [ClusterDirective] {
+        guard orderingStatus == .census, censusPending.isEmpty else { return [] }
+        orderingStatus = .ready
+        for log in groups.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) where groups[log]!.status == .joining { queueAttach(log) }
+        return []
+    }
+
+    private mutating func queueAttach(_ log: [UInt8]) {
+        groups[log]!.outbound.insert(TokenedOperation(token: 0, operation: .attach), at: 0)
+        groups[log]!.attachQueued = true
+    }
 
     private mutating func construct(_ request: KernelRequest) -> [ClusterDirective] {
         let header = owned(request.header)
@@ -188,7 +355,7 @@ public struct ClusterNode: Sendable {
         guard connected else {
             return [.reply(header, .failure(.invalidArgument)), .notice(Notice(.error, uuid: uuid, "constructor refused: \(arguments.logType) needs corosync, and mirrorlogd has no connection to it (is corosync running?)"))]
         }
-        let name = ClusterLogGroup.groupName(for: uuid)
+        let name = Array(header.uuidBytes)
         if let group = groups[name], group.arguments.regionCount != arguments.regionCount || group.arguments.regionSize != arguments.regionSize || group.arguments.logType != arguments.logType {
             return [.reply(header, .failure(.invalidArgument)), .notice(Notice(.error, uuid: uuid, "constructor refused: this node already serves the log as \(group.arguments.logType) with \(group.arguments.regionCount) regions of \(group.arguments.regionSize) sectors; a clustered log cannot change type or geometry while an instance of it exists"))]
         }
@@ -202,15 +369,25 @@ public struct ClusterNode: Sendable {
 
     private mutating func finishConstruct(_ pending: PendingConstructor, attachment: DeviceAttachment?) -> [ClusterDirective] {
         let header = pending.header
-        let name = ClusterLogGroup.groupName(for: header.uuid)
+        let name = Array(header.uuidBytes)
         var out: [ClusterDirective] = []
         if groups[name] == nil {
             groups[name] = ClusterLogGroup(uuidBytes: Array(header.uuidBytes), arguments: pending.arguments, me: me, stateLost: pending.stateLost)
-            out.append(.join(group: name))
+            groups[name]!.mutation = mutation
+            detaches.removeAll { $0 == name }
+            switch orderingStatus {
+            case .idle:
+                orderingStatus = .joining
+                out.append(.join(group: Self.orderingGroup))
+            case .ready:
+                queueAttach(name)
+            case .joining, .census:
+                break
+            }
         }
         groups[name]!.instances[header.luid] = attachment
         groupOfLUID[header.luid] = name
-        var message = "clustered log created: \(pending.arguments.logType), \(pending.arguments.regionCount) regions of \(pending.arguments.regionSize) sectors, CPG group '\(name)'"
+        var message = "clustered log created: \(pending.arguments.logType), \(pending.arguments.regionCount) regions of \(pending.arguments.regionSize) sectors"
         if let attachment { message += ", log device \(attachment.deviceNumber)" }
         out.append(.notice(Notice(.info, uuid: header.uuid, message)))
         if let attachment, header.version >= 2, !pending.stateLost {
@@ -233,14 +410,14 @@ public struct ClusterNode: Sendable {
         if groups[name]!.instances.isEmpty {
             let group = groups.removeValue(forKey: name)!
             tickets = tickets.filter { $0.value.group != name }
-            out.append(.leave(group: name))
-            out.append(.notice(Notice(.info, uuid: group.uuid, "clustered log destroyed; left its group")))
+            if group.status != .joining || group.attachQueued { detaches.append(name) }
+            out.append(.notice(Notice(.info, uuid: group.uuid, "clustered log destroyed; this node detaches from it")))
         }
         out.append(.reply(header, .ok))
         return out
     }
 
-    private mutating func mapTickets(_ group: String, _ directives: [ClusterDirective]) -> [ClusterDirective] {
+    private mutating func mapTickets(_ group: [UInt8], _ directives: [ClusterDirective]) -> [ClusterDirective] {
         directives.map { directive in
             switch directive {
             case let .readDevice(luid, byteCount, ticket):

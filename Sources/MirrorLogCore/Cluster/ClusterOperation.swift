@@ -23,13 +23,17 @@ public enum ClusterOperation: Sendable, Equatable {
     case flushed(number: UInt64, failed: Bool)
     /// A quorate member saw the fencing condition for recovery generation `generation` met.
     case recoveryDone(generation: UInt64)
+    /// The sender starts serving the log (its constructor): it becomes a member of the log.
+    case attach
+    /// The sender stopped serving the log (its last destructor): a clean leave.
+    case detach
     /// The disk writer read the log device at first resume: the regions clean on disk (nil: the
     /// device was unreadable or held no valid log, so everything is resynced).
     case diskLoaded(clean: Bitmap?)
 
     enum Code: UInt8 {
         case mark = 1, clear, flush, isClean, getResyncWork, setRegionSync, isRemoteRecovering, resume,
-             postsuspend, flushed, recoveryDone, diskLoaded
+             postsuspend, flushed, recoveryDone, diskLoaded, attach, detach
     }
 
     /// Whether this operation changes replicated state (and is therefore held while not quorate).
@@ -53,6 +57,8 @@ public enum ClusterOperation: Sendable, Equatable {
         case .postsuspend: w.u8(Code.postsuspend.rawValue)
         case let .flushed(number, failed): w.u8(Code.flushed.rawValue); w.varint(number); w.u8(failed ? 1 : 0)
         case let .recoveryDone(generation): w.u8(Code.recoveryDone.rawValue); w.varint(generation)
+        case .attach: w.u8(Code.attach.rawValue)
+        case .detach: w.u8(Code.detach.rawValue)
         case let .diskLoaded(clean):
             w.u8(Code.diskLoaded.rawValue)
             if let clean {
@@ -80,6 +86,8 @@ public enum ClusterOperation: Sendable, Equatable {
         case .flushed: return .flushed(number: try r.varint(), failed: try flag(&r))
         case .recoveryDone: return .recoveryDone(generation: try r.varint())
         case .diskLoaded: return .diskLoaded(clean: try flag(&r) ? try BitmapRunLength.decode(from: &r) : nil)
+        case .attach: return .attach
+        case .detach: return .detach
         }
     }
 

@@ -149,6 +149,8 @@ public enum ReplicaSnapshot {
 /// recipient's `point` is the number of configuration changes it has seen since it joined when the
 /// snapshot was taken, so it knows which of the messages it buffered the snapshot already contains.
 public struct SnapshotChunk: Sendable, Equatable {
+    /// The log's uuid bytes.
+    public var log: [UInt8]
     public var donor: MemberID
     public var serial: UInt64
     public var recipients: [Recipient]
@@ -165,7 +167,8 @@ public struct SnapshotChunk: Sendable, Equatable {
         }
     }
 
-    public init(donor: MemberID, serial: UInt64, recipients: [Recipient], index: Int, count: Int, data: [UInt8]) {
+    public init(log: [UInt8], donor: MemberID, serial: UInt64, recipients: [Recipient], index: Int, count: Int, data: [UInt8]) {
+        self.log = log
         self.donor = donor
         self.serial = serial
         self.recipients = recipients
@@ -178,15 +181,16 @@ public struct SnapshotChunk: Sendable, Equatable {
     public static let chunkSize = 64 * 1024
 
     /// Splits `snapshot` into chunks.
-    public static func split(_ snapshot: [UInt8], donor: MemberID, serial: UInt64, recipients: [Recipient]) -> [SnapshotChunk] {
+    public static func split(_ snapshot: [UInt8], log: [UInt8], donor: MemberID, serial: UInt64, recipients: [Recipient]) -> [SnapshotChunk] {
         let count = max(1, (snapshot.count + chunkSize - 1) / chunkSize)
         return (0 ..< count).map { index in
             let range = index * chunkSize ..< min(snapshot.count, (index + 1) * chunkSize)
-            return SnapshotChunk(donor: donor, serial: serial, recipients: recipients, index: index, count: count, data: Array(snapshot[range]))
+            return SnapshotChunk(log: log, donor: donor, serial: serial, recipients: recipients, index: index, count: count, data: Array(snapshot[range]))
         }
     }
 
     func encode(into w: inout LittleEndianWriter) {
+        w.blob(log)
         w.member(donor)
         w.varint(serial)
         w.varint(UInt64(recipients.count))
@@ -200,6 +204,7 @@ public struct SnapshotChunk: Sendable, Equatable {
     }
 
     static func decode(from r: inout LittleEndianReader) throws(ClusterMessageError) -> SnapshotChunk {
+        let log = try logName(&r)
         let donor = try r.member()
         let serial = try r.varint()
         var recipients: [Recipient] = []
@@ -209,6 +214,6 @@ public struct SnapshotChunk: Sendable, Equatable {
         let index = try r.varint()
         let count = try r.varint()
         guard count >= 1, count <= 1 << 16, index < count else { throw .malformed("chunk \(index) of \(count)") }
-        return SnapshotChunk(donor: donor, serial: serial, recipients: recipients, index: Int(index), count: Int(count), data: try r.blob())
+        return SnapshotChunk(log: log, donor: donor, serial: serial, recipients: recipients, index: Int(index), count: Int(count), data: try r.blob())
     }
 }

@@ -35,6 +35,8 @@ public struct ReplicatedLog: Sendable {
     public internal(set) var ackedFlush: UInt64 = 0
     /// A disk log whose device has not been read yet (the group was just founded).
     public internal(set) var needsDiskLoad = false
+    /// A deliberately broken rule, for the simulation's mutation tests only (nil in every daemon).
+    var mutation: ClusterMutation?
 
     public var regionCount: UInt64 { log.regionCount }
 
@@ -81,6 +83,7 @@ public struct ReplicatedLog: Sendable {
         case let .clear(regions):
             guard log.firstOutOfRange(regions) == nil else { return .reply(.failure(.invalidArgument)) }
             log.clear(regions, by: member)
+            if mutation == .clearIgnoresOtherMarks { for region in regions where log.sync[region] { log.setClean(region, true) } }
             return .reply(.ok)
         case let .flush(marks):
             guard log.firstOutOfRange(marks) == nil else { return .reply(.failure(.invalidArgument)) }
@@ -123,6 +126,9 @@ public struct ReplicatedLog: Sendable {
         case let .diskLoaded(clean):
             applyDiskLoad(clean)
             return .none
+        case .attach, .detach:
+            // Membership: ClusterNode turns these into configuration changes of the log.
+            return .none
         }
     }
 
@@ -139,6 +145,13 @@ public struct ReplicatedLog: Sendable {
     /// failed member may still be writing, never one another member holds.
     mutating func nextResyncWork(for member: MemberID) -> UInt64? {
         if let held = log.recovering.lazy.filter({ $0.value == member }).map(\.key).min() { return held }
+        if mutation == .resyncRegionTwice {
+            let region = log.sync.firstIndex(of: false, from: 0)
+            if region < regionCount, !isSuspect(region), log.recovering[region] != nil {
+                log.recovering[region] = member
+                return region
+            }
+        }
         for region in priority where log.recovering[region] == nil && !isSuspect(region) && !log.sync[region] {
             log.recovering[region] = member
             return region
@@ -155,7 +168,9 @@ public struct ReplicatedLog: Sendable {
     mutating func remoteRecovery(of region: UInt64, askedBy member: MemberID) -> (isRecovering: Bool, inSyncHint: UInt64) {
         var recovering = isSuspect(region)
         if let owner = log.recovering[region], owner != member { recovering = true }
-        return (recovering, min(log.lowestUnsyncedRegion(), lowestSuspect))
+        let hint = min(log.lowestUnsyncedRegion(), lowestSuspect)
+        if mutation == .hintPastDirtyRegion { return (recovering, min(hint + 1, regionCount)) }
+        return (recovering, hint)
     }
 
     // MARK: Membership and the recovery cycle
@@ -262,6 +277,17 @@ public struct ReplicatedLog: Sendable {
         suspects = set
         lowestSuspect = set.firstIndex(of: true, from: 0)
         if lowestSuspect >= regionCount { lowestSuspect = .max }
+        if mutation == .releaseMarksAtPrep, let marked = log.marks.removeAll(of: member) {
+            var region = marked.firstIndex(of: true, from: 0)
+            while region < regionCount {
+                log.markOutOfSync(region)
+                priority.append(region)
+                region = marked.firstIndex(of: true, from: region + 1)
+            }
+            priority = Array(Set(priority)).sorted()
+            suspects = nil
+            lowestSuspect = .max
+        }
     }
 
     /// recover_done for `generation` (the next one; anything else is a duplicate and ignored): the
