@@ -16,6 +16,8 @@ final class ClusterShell {
     private let runtimeDirectory: String
     private let logger: Logger
     private let sendReply: (RequestHeader, Reply) -> Void
+    /// At most this many operations per CPG message (benchmarks); nil: unlimited.
+    var operationsPerMessage: Int?
     private var lastConnectAttempt = -1_000
     private var connectionLostNoticeShown = false
     /// CPG multicasts sent (for dumps and the benchmark).
@@ -227,6 +229,7 @@ final class ClusterShell {
                 let me = probe.localMember
                 probe.close()
                 node = ClusterNode(me: me, quorum: QuorumView(quorate: monitor.isQuorate, nodes: monitor.nodes))
+                if let operationsPerMessage { node!.operationsPerMessage = operationsPerMessage }
                 logger.info("connected to corosync as node \(me.nodeID) (member \(me)); quorate: \(monitor.isQuorate)")
                 quorum = monitor
             } else {

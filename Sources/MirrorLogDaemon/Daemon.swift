@@ -60,6 +60,7 @@ public final class Daemon {
         cluster = ClusterShell(runtimeDirectory: configuration.runtimeDirectory, logger: logger) { [unowned self] header, reply in
             self.sendClusterReply(header, reply)
         }
+        cluster.operationsPerMessage = configuration.clusterOperationsPerMessage
         processor.cluster = cluster
     }
 

@@ -12,6 +12,8 @@ public struct DaemonConfiguration: Sendable {
     public var forcedExitWindowSeconds: Int
     /// Take kernel requests from this Unix socket instead of the netlink connector (tests and replays).
     public var kernelSocketPath: String?
+    /// At most this many cluster operations per CPG message (nil: unlimited). For benchmarks.
+    public var clusterOperationsPerMessage: Int?
 
     public init(foreground: Bool = false, debug: Bool = false, pidfilePath: String = "/run/mirrorlogd.pid",
                 runtimeDirectory: String = "/run/mirrorlogd", forcedExitWindowSeconds: Int = 10, kernelSocketPath: String? = nil) {

@@ -27,6 +27,8 @@ struct KernelRequests: ParsableCommand {
     @Option(help: "Unmeasured requests first.") var warmup = 200
     @Option(help: "uuid prefix of the logs (the same on every node: one group per log).") var prefix = "LVM-bench"
     @Option(help: "Regions per log.") var regions = 1024
+    @Option(help: "luid of the first log (the others follow).") var luidBase: UInt64 = 1
+    @Option(help: "Log type: clustered-core, or core to time the transport alone (no cluster).") var logType = "clustered-core"
     @Option(help: "Seconds to wait for any one reply.") var timeout = 20.0
     @Flag(help: "Only create and resume the logs, then stay connected for --hold seconds (other nodes' members).") var setupOnly = false
     @Option(help: "With --setup-only: seconds to stay.") var hold = 60.0
@@ -46,8 +48,8 @@ struct KernelRequests: ParsableCommand {
         let uuids = (0 ..< logs).map { "\(prefix)-\($0)" }
         let length = UInt64(regions) * 1024
         for (index, uuid) in uuids.enumerated() {
-            let luid = UInt64(index + 1)
-            try client.expectOK(.constructor, .constructor(ConstructorString(text: "\(length) clustered-core 1024 nosync", isNULTerminated: false)), luid: luid, uuid: uuid)
+            let luid = luidBase + UInt64(index)
+            try client.expectOK(.constructor, .constructor(ConstructorString(text: "\(length) \(logType) 1024 nosync", isNULTerminated: false)), luid: luid, uuid: uuid)
             try client.expectOK(.resume, .none, luid: luid, uuid: uuid)
         }
         if setupOnly {
@@ -69,7 +71,7 @@ struct KernelRequests: ParsableCommand {
             let region = UInt64(log % regions)
             let type: RequestType = step[log] % 2 == 0 ? .markRegion : .clearRegion
             step[log] += 1
-            let seq = try client.send(type, .regions(RegionList([region])), luid: UInt64(log + 1), uuid: uuids[log])
+            let seq = try client.send(type, .regions(RegionList([region])), luid: luidBase + UInt64(log), uuid: uuids[log])
             outstanding[seq] = (log, Clock.now())
             sent += 1
         }

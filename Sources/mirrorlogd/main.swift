@@ -35,8 +35,12 @@ struct MirrorLogCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Testing and replay: take kernel requests from this Unix socket (SOCK_SEQPACKET, the netlink connector's bytes) instead of the kernel.", valueName: "path"))
     var kernelSocket: String?
 
+    @Option(help: ArgumentHelp("Benchmarks: at most this many cluster operations per CPG message (1: one request per message).", visibility: .hidden))
+    var clusterOperationsPerMessage: Int?
+
     func run() throws {
-        let configuration = DaemonConfiguration(foreground: foreground, debug: debug, pidfilePath: pidfile, runtimeDirectory: runtimeDirectory, kernelSocketPath: kernelSocket)
+        var configuration = DaemonConfiguration(foreground: foreground, debug: debug, pidfilePath: pidfile, runtimeDirectory: runtimeDirectory, kernelSocketPath: kernelSocket)
+        configuration.clusterOperationsPerMessage = clusterOperationsPerMessage
         let readyFD: Int32 = foreground ? -1 : Detach.detach()
         let destination: MirrorLogHandler.Destination = foreground ? .standardError : .syslog
         if !foreground { mlsysOpenLog() }

@@ -21,6 +21,9 @@ public struct ClusterNode: Sendable {
     public private(set) var quorum: QuorumView
     /// A deliberately broken rule, for the simulation's mutation tests only (nil in every daemon).
     var mutation: ClusterMutation?
+    /// At most this many operations per CPG message (1 gives one request per message: the
+    /// benchmark's baseline). Unlimited by default.
+    public var operationsPerMessage = Int.max
 
     private var groupOfLUID: [UInt64: [UInt8]] = [:]
     private var pendingConstructors: [UInt64: PendingConstructor] = [:]
@@ -220,7 +223,20 @@ public struct ClusterNode: Sendable {
             batches.append(LogBatch(log: log, entries: groups[log]!.outbound))
             groups[log]!.outbound.removeAll(keepingCapacity: true)
         }
-        if !batches.isEmpty { out.append(.multicast(group: Self.orderingGroup, ClusterMessage.operations(batches).encoded())) }
+        guard !batches.isEmpty else { return out }
+        if operationsPerMessage == .max {
+            out.append(.multicast(group: Self.orderingGroup, ClusterMessage.operations(batches).encoded()))
+            return out
+        }
+        for batch in batches {
+            var start = 0
+            while start < batch.entries.count {
+                let end = min(batch.entries.count, start + max(1, operationsPerMessage))
+                let part = LogBatch(log: batch.log, entries: Array(batch.entries[start ..< end]))
+                out.append(.multicast(group: Self.orderingGroup, ClusterMessage.operations([part]).encoded()))
+                start = end
+            }
+        }
         return out
     }
 
