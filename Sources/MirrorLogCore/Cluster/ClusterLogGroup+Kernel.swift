@@ -15,11 +15,13 @@ extension ClusterLogGroup {
         case .getRegionSize:
             return [.reply(header, Reply(payload: .count(UInt64(arguments.regionSize))))]
         case .inSync:
-            guard case let .region(region) = request.payload, region < regionCount else { return [.reply(header, .failure(.invalidArgument))] }
-            // A stale answer is safe: a region just set in sync reads as out of sync (the kernel asks
-            // again), and a region that fell out of sync is covered by the latch (LVM2 bug 596453).
-            let inSync = latched || (status == .active && replica!.log.sync[region])
-            return [.reply(header, Reply(payload: .flag(inSync)))]
+            guard case let .region(region) = request.payload else { return [.reply(header, .failure(.invalidArgument))] }
+            guard region < regionCount else { return outOfRange(header, request.type, region) }
+            // Once everything was in sync, the answer is 1 until our next resume (LVM2 bug 596453).
+            if latched { return [.reply(header, Reply(payload: .flag(true)))] }
+            // Otherwise ordered: a stale 0 would make dm-raid1 write a region that is in sync to the
+            // primary leg only, and nobody would resync it.
+            operation = .inSync(region)
         case .getSyncCount:
             return [.reply(header, Reply(payload: .count(status == .active ? replica!.log.syncCount : 0)))]
         case .statusInfo:

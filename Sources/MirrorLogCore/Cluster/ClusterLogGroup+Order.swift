@@ -34,6 +34,7 @@ extension ClusterLogGroup {
     mutating func applyOperation(_ operation: ClusterOperation, token: UInt64, from sender: MemberID) -> [ClusterDirective] {
         let writer = isDiskWriter
         let generationBefore = replica!.generation
+        let flushBefore = replica!.flushNumber
         let outcome = replica!.apply(operation, from: sender, localIsWriter: writer)
         var out: [ClusterDirective] = []
         let mine = sender == me
@@ -42,7 +43,8 @@ extension ClusterLogGroup {
         case let .reply(reply):
             if mine { out += answer(token, reply) }
         case let .awaitFlush(number, writes):
-            if writer, let luid = deviceLUID {
+            // A new flush number is the writer's to write; an earlier one is already on its way.
+            if writer, number > flushBefore, let luid = deviceLUID {
                 out.append(.writeDevice(luid: luid, writes, ticket: issue(.flush(number: number, token: mine ? token : 0))))
             } else if mine {
                 flushWaiters.append((number, token))
@@ -100,17 +102,6 @@ extension ClusterLogGroup {
     }
 
     mutating func applyChange(_ change: MembershipChange, quorum: QuorumView) -> [ClusterDirective] {
-        if stale && !change.left.isEmpty { diverged = true }
-        if diverged && !change.joined.isEmpty {
-            // Merging with the quorate side after a partition: its state wins.
-            status = .awaitingState
-            replica = nil
-            epoch = 1
-            buffer = []
-            assembly = nil
-            diverged = false
-            return [notice(.warning, "rejoined the quorate side of the cluster; discarding this node's copy of the state and waiting for a transfer")]
-        }
         var out: [ClusterDirective] = []
         let adoptions = replica!.applyMembership(change)
         for (old, new) in adoptions.adopted {
@@ -154,8 +145,6 @@ extension ClusterLogGroup {
         }
         replica = state
         status = .active
-        stale = false
-        diverged = false
         assembly = nil
         var out = [notice(.info, "founded the group's state (\(why)): \(state.log.syncCount)/\(state.regionCount) regions in sync" + (state.needsDiskLoad ? ", loading the log device at resume" : ""))]
         // Only our own operations since the join still matter; the members that sent the others left.
@@ -185,21 +174,10 @@ extension ClusterLogGroup {
 
     // MARK: Quorum and recovery
 
-    /// Quorum changed for the whole node.
+    /// Quorum changed for the whole node (losing it makes the node leave the ordering group; see
+    /// ``ClusterNode/quorumChanged(_:)``): a recovery may now be complete.
     mutating func quorumChanged(_ quorum: QuorumView) -> [ClusterDirective] {
-        if !quorum.quorate {
-            if !stale, let replica, replica.recoveryPending { diverged = true }
-            stale = true
-            return []
-        }
-        if stale && !diverged { stale = false }
-        if diverged && status == .active && lastMembers == [me] {
-            replica = nil
-            status = .awaitingState
-            return found(quorum: quorum, why: "quorum returned and this member is alone")
-        }
-        if status == .awaitingState && lastMembers == [me] { return found(quorum: quorum, why: "quorum returned") }
-        return maybeSendDone(quorum: quorum)
+        maybeSendDone(quorum: quorum)
     }
 
     /// Sends recover_done for the pending generation once every failed member can no longer write:
@@ -207,7 +185,7 @@ extension ClusterLogGroup {
     /// A member whose process died on a live node stays held until its node goes, or its restarted
     /// daemon joins and takes its marks over.
     mutating func maybeSendDone(quorum: QuorumView) -> [ClusterDirective] {
-        guard status == .active, let replica, replica.recoveryPending, quorum.quorate, !stale else { return [] }
+        guard status == .active, let replica, replica.recoveryPending, quorum.quorate else { return [] }
         let next = replica.generation + 1
         guard doneSentFor < next else { return [] }
         for member in replica.failed where quorum.nodes.contains(member.nodeID) && mutation != .doneBeforeFencing { return [] }
@@ -218,11 +196,12 @@ extension ClusterLogGroup {
 
     /// Whether queued operations may be multicast now.
     func mayMulticast(_ quorum: QuorumView) -> Bool {
-        (status != .joining || attachQueued) && quorum.quorate && !stale && !diverged
+        (status != .joining || attachQueued) && quorum.quorate
     }
 
-    /// The CPG connection was lost: the replica cannot be trusted any more. Unanswered requests are
-    /// re-sent after the rejoin (every operation is idempotent for its sender).
+    /// The node left the ordering group (connection or quorum lost): the replica cannot be trusted
+    /// any more. Unanswered requests are re-sent after the rejoin (every operation is idempotent for
+    /// its sender).
     mutating func connectionLost() {
         status = .joining
         attachQueued = false

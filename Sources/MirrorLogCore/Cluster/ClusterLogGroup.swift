@@ -53,9 +53,6 @@ public struct ClusterLogGroup: Sendable {
     var latched = false
     /// Regions our kernel holds marks on, to re-mark after we rejoin with a fresh state.
     var localMarks: Bitmap
-    /// Lost quorum: our replica may have diverged from the quorate side.
-    public internal(set) var stale = false
-    var diverged = false
     /// The kernel reconnected after the daemon was gone (CTR with NUL): a founder cannot trust memory.
     let stateLost: Bool
     var snapshotSerial: UInt64 = 0

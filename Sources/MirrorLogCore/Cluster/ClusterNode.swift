@@ -180,15 +180,26 @@ public struct ClusterNode: Sendable {
         return out
     }
 
-    /// Quorum changed.
+    /// Quorum changed. Losing it, the node leaves the ordering group: its copy of every log may
+    /// diverge from the quorate side, which may be recovering this node's regions. Requests are held.
+    /// Regaining it, the node joins again and takes every log's state from the quorate members.
     public mutating func quorumChanged(_ view: QuorumView) -> [ClusterDirective] {
         let before = quorum.quorate
         quorum = view
         var out: [ClusterDirective] = []
         if before != view.quorate {
             out.append(.notice(Notice(view.quorate ? .info : .warning, uuid: nil, view.quorate
-                    ? "quorum regained (\(view.nodes.count) node(s)); held requests resume"
-                    : "quorum lost: requests that change clustered logs are held until it returns (the kernel waits and re-sends; nothing fails)")))
+                    ? "quorum regained (\(view.nodes.count) node(s)); rejoining and resuming held requests"
+                    : "quorum lost: leaving the ordering group; requests of clustered logs are held until quorum returns (the kernel waits and re-sends; nothing fails)")))
+        }
+        if !view.quorate, orderingStatus != .idle {
+            out.append(.leave(group: Self.orderingGroup))
+            resetOrdering()
+            return out
+        }
+        if view.quorate, connected, orderingStatus == .idle, !groups.isEmpty {
+            orderingStatus = .joining
+            out.append(.join(group: Self.orderingGroup))
         }
         for log in groups.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) { out += mapTickets(log, groups[log]!.quorumChanged(view)) }
         return out
@@ -246,20 +257,14 @@ public struct ClusterNode: Sendable {
     /// The CPG connection failed: every group must rejoin and get the state again.
     public mutating func connectionLost() -> [ClusterDirective] {
         connected = false
-        orderingStatus = .idle
-        orderingMembers = []
-        attachments = [:]
-        censusPending = []
-        censusDue = false
-        detaches = []
-        for name in groups.keys { groups[name]!.connectionLost() }
+        resetOrdering()
         return groups.isEmpty ? [] : [.notice(Notice(.error, uuid: nil, "lost the connection to corosync: \(groups.count) clustered log(s) hold their requests until it returns"))]
     }
 
     /// The CPG connection is back: join every group again.
     public mutating func connectionRestored() -> [ClusterDirective] {
         connected = true
-        guard !groups.isEmpty, orderingStatus == .idle else { return [] }
+        guard !groups.isEmpty, orderingStatus == .idle, quorum.quorate else { return [] }
         orderingStatus = .joining
         return [.join(group: Self.orderingGroup)]
     }
@@ -272,7 +277,7 @@ public struct ClusterNode: Sendable {
             if let replica = group.replica {
                 line += " members=\(replica.members.count) digest=\(hex16(ReplicaSnapshot.digest(replica))) sync=\(replica.log.syncCount)/\(replica.regionCount)"
                 line += " generation=\(replica.generation) failed=\(replica.failed.count) resyncing=\(replica.log.recovering.count) priority=\(replica.priority.count)"
-                line += " writer=\(replica.diskWriter.map { "\($0)" } ?? "-") stale=\(group.stale)"
+                line += " writer=\(replica.diskWriter.map { "\($0)" } ?? "-")"
             } else {
                 line += " members=\(group.lastMembers.count)"
             }
@@ -282,6 +287,17 @@ public struct ClusterNode: Sendable {
     }
 
     // MARK: Internals
+
+    /// Out of the ordering group: every log waits to attach again.
+    private mutating func resetOrdering() {
+        orderingStatus = .idle
+        orderingMembers = []
+        attachments = [:]
+        censusPending = []
+        censusDue = false
+        detaches = []
+        for name in groups.keys { groups[name]!.connectionLost() }
+    }
 
     /// One log's operations from `sender`: attach and detach become configuration changes of the
     /// log, in place; the rest goes to the log's group.
@@ -393,8 +409,10 @@ public struct ClusterNode: Sendable {
             detaches.removeAll { $0 == name }
             switch orderingStatus {
             case .idle:
-                orderingStatus = .joining
-                out.append(.join(group: Self.orderingGroup))
+                if connected && quorum.quorate {
+                    orderingStatus = .joining
+                    out.append(.join(group: Self.orderingGroup))
+                }
             case .ready:
                 queueAttach(name)
             case .joining, .census:

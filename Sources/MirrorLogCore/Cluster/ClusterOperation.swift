@@ -9,6 +9,9 @@ public enum ClusterOperation: Sendable, Equatable {
     case flush(marks: [UInt64])
     /// IS_CLEAN, ordered so that a mark replied on any member is seen.
     case isClean(UInt64)
+    /// IN_SYNC, ordered (unless the node's latch answers): a region another member just set in sync
+    /// must not read as out of sync, or dm-raid1 would write it to the primary leg only.
+    case inSync(UInt64)
     /// GET_RESYNC_WORK.
     case getResyncWork
     /// SET_REGION_SYNC.
@@ -33,13 +36,13 @@ public enum ClusterOperation: Sendable, Equatable {
 
     enum Code: UInt8 {
         case mark = 1, clear, flush, isClean, getResyncWork, setRegionSync, isRemoteRecovering, resume,
-             postsuspend, flushed, recoveryDone, diskLoaded, attach, detach
+             postsuspend, flushed, recoveryDone, diskLoaded, attach, detach, inSync
     }
 
     /// Whether this operation changes replicated state (and is therefore held while not quorate).
     public var changesState: Bool {
         switch self {
-        case .isClean, .isRemoteRecovering: false
+        case .isClean, .isRemoteRecovering, .inSync: false
         default: true
         }
     }
@@ -57,6 +60,7 @@ public enum ClusterOperation: Sendable, Equatable {
         case .postsuspend: w.u8(Code.postsuspend.rawValue)
         case let .flushed(number, failed): w.u8(Code.flushed.rawValue); w.varint(number); w.u8(failed ? 1 : 0)
         case let .recoveryDone(generation): w.u8(Code.recoveryDone.rawValue); w.varint(generation)
+        case let .inSync(region): w.u8(Code.inSync.rawValue); w.varint(region)
         case .attach: w.u8(Code.attach.rawValue)
         case .detach: w.u8(Code.detach.rawValue)
         case let .diskLoaded(clean):
@@ -86,6 +90,7 @@ public enum ClusterOperation: Sendable, Equatable {
         case .flushed: return .flushed(number: try r.varint(), failed: try flag(&r))
         case .recoveryDone: return .recoveryDone(generation: try r.varint())
         case .diskLoaded: return .diskLoaded(clean: try flag(&r) ? try BitmapRunLength.decode(from: &r) : nil)
+        case .inSync: return .inSync(try r.varint())
         case .attach: return .attach
         case .detach: return .detach
         }
