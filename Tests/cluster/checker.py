@@ -20,13 +20,17 @@ Invariants (categories in brackets):
   as not recovering without asking again, until the next resume).
 - [error] MARK, CLEAR, FLUSH, CTR, RESUME, PRESUSPEND, POSTSUSPEND and DTR are never answered with an
   error (-EAGAIN and -ESRCH are the kernel's retry paths, not failures).
-- [reply] exactly one reply per seq, echoing the request's header, with well-formed data; no reply to a
-  seq never sent; at the end no request is unanswered unless its connection was lost with its daemon.
-- [held] a node that is not quorate (orchestrator windows, with a grace period) answers no
-  state-changing request (MARK, CLEAR, FLUSH, GET_RESYNC_WORK, SET_REGION_SYNC, IS_CLEAN) successfully.
+- [reply] at most one reply per seq, echoing the request's header, with well-formed data; no reply to a
+  seq never sent; at the end no request is unanswered unless its connection was lost with its daemon,
+  or (unless strict_replies) it was superseded: re-sent after a timeout with a newer seq that was
+  answered (the kernel drops late replies; the daemon answers the newest copy of a held request).
+- [held] a node that is not quorate (orchestrator windows, with a grace period) answers no ordered
+  request (MARK, CLEAR, FLUSH, GET_RESYNC_WORK, SET_REGION_SYNC, IS_CLEAN, IS_REMOTE_RECOVERING).
 
-"Failed since" = the node of the member had a membership-breaking fault (daemon killed, corosync
-killed, partitioned) after the start of the interval; the interval ends at that fault.
+"Live" = not fenced: from a membership-breaking fault of its node (corosync killed, partitioned; with
+--kill-ends-marks also its daemon killed) a member's marks and grants stop binding; its marks bind again
+once the node has rejoined (see Faults). A killed daemon alone does not end its node's marks and grants:
+the node's kernel still writes and recovers, and the restarted daemon adopts them.
 """
 import bisect
 import collections
@@ -73,23 +77,63 @@ class Report:
         return "\n".join(lines)
 
 
+# Faults after which a node's marks and grants stop binding the others: the node is gone from the
+# quorate side's view (in this test harness that stands for "fenced"). A killed daemon on a node that
+# stays up is NOT one of them: its kernel keeps writing the regions it marked and keeps recovering its
+# region, so they stay protected until the restarted daemon (which adopts them) sees the CLEAR or
+# SET_REGION_SYNC (Docs/cluster.md, "Leave and failure"). --kill-ends-marks adds "daemon-kill".
+CAPPING_KINDS = frozenset({"corosync-kill", "partition"})
+# Requests a node without quorum must hold: the ordered ones (Docs/cluster.md, "Ordering").
+HELD_TYPES = frozenset(ulog.STATE_CHANGING | {IS_CLEAN, IS_REMOTE_RECOVERING})
+
+
 class Faults:
-    """Membership-breaking faults per node: intervals of that node's members end at the next one."""
+    """Fence windows per node, from membership-breaking faults.
 
-    def __init__(self, faults=()):
-        self.times = collections.defaultdict(list)
-        for when, node, _kind in faults:
-            self.times[node].append(when)
-        for node in self.times:
-            self.times[node].sort()
+    A fault is (start, node, kind) or (start, node, kind, lifted): `start` is taken before the fault was
+    injected, `lifted` when it was undone (heal, corosync started; None: never). From `start` the node
+    counts as fenced: its marks and grants stop binding the others. Its marks bind again once it has
+    rejoined — the first successful ordered reply to that node after `lifted` — because the rejoining
+    daemon re-marks what its kernel still holds before anything else (Docs/cluster.md, "Join"). Its
+    grants do not come back: a failed recoverer's region is handed out again."""
 
-    def cap(self, node, start, end):
-        """The end of an interval of `node` that started at `start`: its natural end or the next fault."""
-        times = self.times.get(node)
-        if not times:
-            return end
-        i = bisect.bisect_right(times, start)
-        return min(end, times[i]) if i < len(times) else end
+    def __init__(self, faults=(), capping=CAPPING_KINDS, records=()):
+        self.windows = collections.defaultdict(list)   # node -> [(start, rejoin)]
+        firsts = collections.defaultdict(list)          # node -> sorted reply times of ordered requests
+        for rec in records:
+            if rec.rtype in HELD_TYPES and _ok(rec):
+                firsts[rec.node].append(rec.reply)
+        for times in firsts.values():
+            times.sort()
+        for fault in faults:
+            when, node, kind = fault[:3]
+            lifted = fault[3] if len(fault) > 3 else None
+            if kind not in capping:
+                continue
+            rejoin = INF
+            if lifted is not None:
+                times = firsts.get(node, [])
+                i = bisect.bisect_left(times, lifted)
+                rejoin = times[i] if i < len(times) else INF
+            self.windows[node].append((when, rejoin))
+        for node in self.windows:
+            self.windows[node].sort()
+
+    def pieces(self, node, start, end, rebind=True):
+        """The parts of [start, end) during which an interval of `node` binds the others."""
+        parts = [(start, end)]
+        for f0, f1 in self.windows.get(node, ()):
+            cut = []
+            for s, e in parts:
+                if e <= f0 or (rebind and s >= f1):
+                    cut.append((s, e))
+                    continue
+                if s < f0:
+                    cut.append((s, f0))
+                if rebind and f1 < e:
+                    cut.append((max(s, f1), e))
+            parts = cut
+        return [(s, e) for s, e in parts if e > s]
 
 
 def _ok(rec):
@@ -97,7 +141,8 @@ def _ok(rec):
 
 
 def _intervals(records, faults):
-    """Mark intervals per (log, region) and grant intervals per (log, region), from accepted replies."""
+    """Mark intervals per (log, region) and grant intervals per (log, region), from accepted replies,
+    cut to the times they bind (see Faults)."""
     marks = collections.defaultdict(list)     # (log, region) -> [(start, end, node, rec)]
     grants = collections.defaultdict(list)
     clears = collections.defaultdict(list)    # (node, log, region) -> sorted send times of CLEARs
@@ -126,23 +171,22 @@ def _intervals(records, faults):
             for region in rec.args:
                 # The CLEAR that ends this mark is the first one sent after the MARK was sent.
                 end = first_after(clears, (rec.node, rec.log, region), rec.send)
-                end = faults.cap(rec.node, rec.reply, end)
-                if end > rec.reply:
-                    marks[(rec.log, region)].append((rec.reply, end, rec.node, rec))
+                for s, e in faults.pieces(rec.node, rec.reply, end, rebind=True):
+                    marks[(rec.log, region)].append((s, e, rec.node, rec))
         elif rec.rtype == GET_RESYNC_WORK and rec.answer and rec.answer[0] == 1:
             region = rec.answer[1]
             end = first_after(set_sync, (rec.node, rec.log, region), rec.reply)
-            end = faults.cap(rec.node, rec.reply, end)
-            grants[(rec.log, region)].append((rec.reply, end, rec.node, rec))
+            for s, e in faults.pieces(rec.node, rec.reply, end, rebind=False):
+                grants[(rec.log, region)].append((s, e, rec.node, rec))
     return marks, grants
 
 
 def check_history(records, problems=(), gen_end=None, faults=(), inquorate=(), relax=(), hold_grace=1.0,
-                  allow_unanswered_gens=()):
+                  allow_unanswered_gens=(), capping=CAPPING_KINDS, strict_replies=False):
     """Runs every invariant over a history. Returns a Report."""
     report = Report()
     gen_end = gen_end or {}
-    fault_index = Faults(faults)
+    fault_index = Faults(faults, capping, records)
     marks, grants = _intervals(records, fault_index)
 
     report.counts["requests"] = len(records)
@@ -160,7 +204,8 @@ def check_history(records, problems=(), gen_end=None, faults=(), inquorate=(), r
             if start < rec.send and rec.reply < end:
                 report.add("is_clean", f"node {rec.node} answered IS_CLEAN({rec.args[0]})=1 on {rec.log} "
                                        f"(sent {rec.send:.3f}, answered {rec.reply:.3f}) while node {node} held a mark "
-                                       f"answered at {start:.3f} and not cleared before {end:.3f} ({TYPE_NAMES[mark.rtype]} seq {mark.seq})", relax)
+                                       f"(answered {mark.reply:.3f}, binding {start:.3f}..{end:.3f}: not cleared, node not fenced; "
+                                       f"{TYPE_NAMES[mark.rtype]} seq {mark.seq})", relax)
                 break
 
     # [resync]
@@ -214,7 +259,11 @@ def check_history(records, problems=(), gen_end=None, faults=(), inquorate=(), r
     # [reply]
     for when, category, text in problems:
         report.add(category, text, relax)
-    unanswered_lost = 0
+    unanswered_lost = superseded = 0
+    answered_calls = collections.defaultdict(list)   # call -> send times of its answered seqs
+    for rec in records:
+        if rec.replies and rec.call is not None:
+            answered_calls[rec.call].append(rec.send)
     for rec in records:
         if rec.replies:
             continue
@@ -224,13 +273,19 @@ def check_history(records, problems=(), gen_end=None, faults=(), inquorate=(), r
         if (end is not None and end[1] in ("lost", "aborted")) or rec.gen in allow_unanswered_gens:
             unanswered_lost += 1
             continue
+        # A seq the driver gave up on (timeout) whose call was answered under a newer seq: the kernel
+        # drops a late reply to it anyway, and the daemon may answer only the newest copy.
+        if not strict_replies and any(t > rec.send for t in answered_calls.get(rec.call, ())):
+            superseded += 1
+            continue
         report.add("reply", f"no reply to {rec!r}", relax)
     report.counts["unanswered_lost"] = unanswered_lost
+    report.counts["superseded_unanswered"] = superseded
 
     # [held]
     for node, t0, t1 in inquorate:
         for rec in records:
-            if rec.node != node or rec.rtype not in ulog.STATE_CHANGING | {IS_CLEAN} or not _ok(rec):
+            if rec.node != node or rec.rtype not in HELD_TYPES or not _ok(rec):
                 continue
             if rec.send >= t0 + hold_grace and rec.reply <= t1:
                 report.add("held", f"node {node} answered {TYPE_NAMES[rec.rtype]}{list(rec.args)} on {rec.log} while not quorate "
@@ -277,7 +332,9 @@ def _clean_history():
     h.req(3, MARK, [20], 5.2, 5.3)                     # node 3 killed at 5.5: its mark ends there
     h.req(1, IS_CLEAN, [20], 6.0, 6.1, answer=1)
     h.req(2, MARK, [30], 7.0, None, gen=9)             # lost with its daemon
-    return h, [(5.5, 3, "kill")]
+    h.req(2, MARK, [31], 7.1, 7.2)                     # node 2's daemon is killed at 7.5: the mark stays
+    h.req(2, CLEAR, [31], 9.0, 9.1)
+    return h, [(5.5, 3, "partition"), (7.5, 2, "daemon-kill")]
 
 
 def self_test(verbose=False):
@@ -306,6 +363,7 @@ def self_test(verbose=False):
     inject("grant-before-kill", "resync", lambda h2: h2.req(1, GET_RESYNC_WORK, [], 5.2, 5.4, answer=(1, 8)))
     inject("not-recovering", "remote_recovering", lambda h2: h2.req(3, IS_REMOTE_RECOVERING, [7], 4.2, 4.3, answer=(0, 7)))
     inject("hint-past-recovering", "remote_recovering", lambda h2: h2.req(3, IS_REMOTE_RECOVERING, [9], 4.2, 4.3, answer=(0, 10)))
+    inject("clean-after-daemon-kill", "is_clean", lambda h2: h2.req(1, IS_CLEAN, [31], 8.0, 8.1, answer=1))
     inject("mark-eio", "error", lambda h2: h2.req(1, MARK, [40], 8.0, 8.1, error=-ulog.EIO))
     inject("missing-reply", "reply", lambda h2: h2.req(1, MARK, [41], 8.0, None, gen=2))
     inject("wire-problem", "reply", lambda h2: None, problems=[(1.0, "reply", "duplicate reply #2 to ...")])
@@ -313,6 +371,27 @@ def self_test(verbose=False):
     relaxed = inject("relaxed", "is_clean", lambda h2: (h2.req(3, IS_CLEAN, [6], 1.5, 1.6, answer=1),
                                                          h2.req(3, IS_REMOTE_RECOVERING, [7], 4.2, 4.3, answer=(0, 7))),
                      relax=("remote_recovering",))
+    # A timed-out seq left unanswered because its re-sent copy was answered: allowed unless strict.
+    h5 = _History()
+    a = h5.req(2, MARK, [80], 1.0, None, gen=1)
+    b = h5.req(2, MARK, [80], 9.0, 9.5, gen=1, kind="resend-timeout")
+    b.call = a.call
+    if check_history(h5.records).violations:
+        failures.append("superseded seq flagged without strict_replies")
+    if check_history(h5.records, strict_replies=True).by_category() != {"reply": 1}:
+        failures.append("superseded seq not flagged with strict_replies")
+    # A partitioned node's mark binds until the partition, not while fenced, and again once it rejoined.
+    h4 = _History()
+    h4.req(3, MARK, [70], 1.0, 1.1)
+    h4.req(1, IS_CLEAN, [70], 3.0, 3.1, answer=1)       # fenced: allowed
+    h4.req(3, MARK, [71], 9.0, 9.2)                     # node 3's first ordered reply after the heal (8.0)
+    h4.req(1, IS_CLEAN, [70], 9.5, 9.6, answer=1)       # rejoined, mark re-established: violation
+    h4.req(3, CLEAR, [70, 71], 12.0, 12.1)
+    report = check_history(h4.records, faults=[(2.0, 3, "partition", 8.0)])
+    if report.by_category() != {"is_clean": 1}:
+        failures.append(f"fence/rejoin: expected exactly one [is_clean] (after the rejoin), got {report.summary()}")
+    elif verbose:
+        print(f"  self-test fence-and-rejoin: flagged as expected: {report.violations[0][1]}")
     if not any(c == "remote_recovering" for c, _ in relaxed.warnings):
         failures.append("relaxed: remote_recovering was not downgraded to a warning")
     # Not violations: a late (not accepted) grant, a held request answered after the window, soft errors.

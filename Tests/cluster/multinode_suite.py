@@ -396,6 +396,7 @@ class Suite:
         # and the per-node checks mean anything then; the cross-node invariants are reported as warnings.
         self.clustered_logs = self.mode == "cluster" and not args.dry_run_local_logs
         self.relax = set(args.relax or ())
+        self.capping = checker.CAPPING_KINDS | ({"daemon-kill"} if args.kill_ends_marks else set())
         if self.mode == "cluster" and args.dry_run_local_logs:
             self.relax |= {"is_clean", "resync", "remote_recovering", "held"}
 
@@ -705,7 +706,9 @@ class Suite:
             self._first_records, self._first_problems = records, problems
             self._first_gen_end, self._first_faults = gen_end, list(sc.faults)
         report = checker.check_history(records, problems, gen_end, sc.faults, sc.inquorate,
-                                       relax=self.relax)
+                                       relax=self.relax, capping=self.capping, strict_replies=self.args.strict_replies)
+        if self.args.dump_history:
+            self.dump_history(sc, records, events, problems, gen_end)
         report.violations = sc.extra.violations + report.violations
         report.warnings = sc.extra.warnings + report.warnings
         for daemon in self.daemons.values():
@@ -721,7 +724,7 @@ class Suite:
             per_type[name] = per_type.get(name, 0) + 1
         line = (f"{status} {sc.name}: requests={c['requests']} violations={len(report.violations)} "
                 f"resynced={c['resynced']} time={elapsed:.1f}s (timeouts={c['timeouts']} resends={c['resends']} reconnect_ctr={c['reconnect_ctr']} "
-                f"unanswered_lost={c['unanswered_lost']} soft_errors={c['soft_errors']}"
+                f"unanswered_lost={c['unanswered_lost']} superseded={c['superseded_unanswered']} soft_errors={c['soft_errors']}"
                 f"{'; ' + '; '.join(sc.notes) if sc.notes else ''})")
         print(line, flush=True)
         if self.args.verbose:
@@ -738,13 +741,35 @@ class Suite:
         self.results.append((sc.name, status, report))
         return status == "PASS"
 
+    def dump_history(self, sc, records, events, problems, gen_end):
+        """Writes the scenario's history as JSON lines (times relative to the scenario's start)."""
+        import json
+        os.makedirs(self.args.dump_history, exist_ok=True)
+        path = os.path.join(self.args.dump_history, f"{len(self.results) + 1:02d}-{sc.name}.jsonl")
+        rel = lambda t: None if t is None else round(t - sc.t0, 6)  # noqa: E731
+        with open(path, "w") as f:
+            f.write(json.dumps({"scenario": sc.name, "t0": sc.t0, "faults": [(rel(t), n, k, rel(e)) for t, n, k, e in sc.faults],
+                                "inquorate": [(n, rel(a), rel(b)) for n, a, b in sc.inquorate],
+                                "gen_end": {g: (rel(t), why) for g, (t, why) in gen_end.items()}}) + "\n")
+            for t, kind, node, detail in events:
+                f.write(json.dumps({"event": kind, "t": rel(t), "node": node, "detail": detail}) + "\n")
+            for t, category, text in problems:
+                f.write(json.dumps({"problem": category, "t": rel(t), "text": text}) + "\n")
+            for r in records:
+                f.write(json.dumps({"id": r.id, "node": r.node, "log": r.log, "type": ulog.TYPE_NAMES.get(r.rtype, r.rtype),
+                                    "args": list(r.args or ()), "seq": r.seq, "gen": r.gen, "send": rel(r.send),
+                                    "reply": rel(r.reply), "error": r.error,
+                                    "answer": list(r.answer) if isinstance(r.answer, tuple) else r.answer,
+                                    "kind": r.kind, "accepted": bool(r.accepted), "replies": r.replies}) + "\n")
+        log(f"{sc.name}: history written to {path}")
+
     # -- faults --------------------------------------------------------------------------------------
 
     def kill_daemon_and_restart(self, sc, node, down_for):
         daemon = self.daemons[node]
         t = time.monotonic()
         daemon.signal(signal.SIGKILL)
-        sc.faults.append((t, node, "daemon-kill"))
+        sc.faults.append([t, node, "daemon-kill", None])
         sc.recorder.event("fault", node, "kill -9 mirrorlogd")
         if not daemon.wait_exit(self.deadline.bound(10)):
             sc.fail("daemon", f"node {node}: daemon survived SIGKILL")
@@ -782,9 +807,11 @@ class Suite:
     def scenario_kill_corosync(self, sc):
         node, others = 2, [1, 3]
         t = time.monotonic()
+        fault = [t, node, "corosync-kill", None]
+        sc.faults.append(fault)
         self.cluster.run("kill-corosync", node, timeout=self.deadline.bound(30))
-        sc.faults.append((t, node, "corosync-kill"))
-        sc.recorder.event("fault", node, "kill -9 corosync")
+        t_killed = time.monotonic()
+        sc.recorder.event("fault", node, f"kill -9 corosync (command took {t_killed - t:.2f}s)")
         for k in others:
             if not self.cluster.wait_members(k, 2, "quorate", 30, self.deadline):
                 sc.fail("liveness", f"node {k} did not see 2 quorate members after node {node}'s corosync died")
@@ -794,7 +821,8 @@ class Suite:
             sc.fail("liveness", f"nodes {others} made no write progress while node {node}'s corosync was down")
         t_start = time.monotonic()
         self.cluster.run("start-corosync", node, timeout=self.deadline.bound(40))
-        sc.inquorate.append((node, t, t_start))
+        fault[3] = t_start
+        sc.inquorate.append((node, t_killed, t_start))
         sc.recorder.event("fault-end", node, "corosync started")
         for k in self.nodes:
             if not self.cluster.wait_members(k, 3, "quorate", 40, self.deadline):
@@ -815,8 +843,9 @@ class Suite:
     def scenario_partition(self, sc):
         node, others = 3, [1, 2]
         t = time.monotonic()
+        fault = [t, node, "partition", None]
+        sc.faults.append(fault)
         self.cluster.run("partition", node, timeout=self.deadline.bound(20))
-        sc.faults.append((t, node, "partition"))
         sc.recorder.event("fault", node, "partition")
         for k in others:
             if not self.cluster.wait_members(k, 2, "quorate", 40, self.deadline):
@@ -834,6 +863,7 @@ class Suite:
                 sc.fail("liveness", f"node {k} (quorate side) made no write progress during the partition")
         held_before = self.progress_since(sc, node, (t_q3 or t_heal) + 1, t_heal)
         self.cluster.run("heal", node, timeout=self.deadline.bound(20))
+        fault[3] = t_heal
         sc.recorder.event("fault-end", node, "heal")
         if t_q3 is not None:
             sc.inquorate.append((node, t_q3, t_heal))
@@ -918,7 +948,8 @@ class Suite:
                      and r.reply is not None), None)
         grant = next((r for r in records if r.rtype == ulog.GET_RESYNC_WORK and r.answer and r.answer[0] == 1 and r.accepted), None)
         failures = []
-        base = checker.check_history(records, self._first_problems, self._first_gen_end, self._first_faults)
+        base = checker.check_history(records, self._first_problems, self._first_gen_end, self._first_faults,
+                                     capping=self.capping)
         for label, fake, category in (
                 ("IS_CLEAN=1 under a live mark", mark and ulog.Record(
                     id=len(records), node=9, log=mark.log, rtype=ulog.IS_CLEAN, args=(mark.args[0],), seq=1, gen=-1,
@@ -935,7 +966,8 @@ class Suite:
             if fake is None:
                 failures.append(f"{label}: the history has nothing to inject next to")
                 continue
-            report = checker.check_history(records + [fake], self._first_problems, self._first_gen_end, self._first_faults)
+            report = checker.check_history(records + [fake], self._first_problems, self._first_gen_end, self._first_faults,
+                                           capping=self.capping)
             extra = report.by_category()
             extra.subtract(base.by_category())
             if extra.get(category, 0) < 1:
@@ -963,7 +995,7 @@ def main():
     parser.add_argument("--load-before", type=float, default=5.0, help="seconds of load before the fault")
     parser.add_argument("--load-after", type=float, default=4.0, help="seconds of load after the fault")
     parser.add_argument("--hold-for", type=float, default=5.0, help="seconds node 3 stays partitioned after losing quorum")
-    parser.add_argument("--sync-wait", type=float, default=45.0, help="bound on the final resync")
+    parser.add_argument("--sync-wait", type=float, default=30.0, help="bound on the final resync (default 30 s)")
     parser.add_argument("--disk-device-form", choices=("majmin", "path"), default="majmin",
                         help="how the disk log device is named in CTR (the kernel sends major:minor)")
     parser.add_argument("--no-disk", action="store_true", help="no (clustered-)disk log")
@@ -972,8 +1004,14 @@ def main():
                              "the faults and the driver before the daemon has a cluster layer (cross-node checks become warnings)")
     parser.add_argument("--relax", action="append", choices=checker.CATEGORIES,
                         help="report this invariant's violations as warnings (repeatable)")
+    parser.add_argument("--kill-ends-marks", action="store_true",
+                        help="a killed daemon's marks and grants end at the kill (default: they bind until its node's "
+                             "kernel clears them through the restarted daemon, as Docs/cluster.md promises)")
+    parser.add_argument("--strict-replies", action="store_true",
+                        help="every seq must be answered, also one superseded by a re-send after a timeout")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep-logs", help="copy the daemons' logs into this directory at the end")
+    parser.add_argument("--dump-history", help="write each scenario's recorded history (JSON lines) into this directory")
     parser.add_argument("--netns-cluster", help="path of netns-cluster.sh (default: beside this file)")
     parser.add_argument("--tmp-parent", help="directory for the suite's temp dir (default: $TMPDIR or /tmp)")
     parser.add_argument("--daemon-arg", action="append", help="extra argument for every mirrorlogd (repeatable)")
