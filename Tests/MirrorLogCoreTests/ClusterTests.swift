@@ -155,6 +155,26 @@ struct ClusterTests {
         #expect(k.digests().count == 1)
     }
 
+    @Test("a restarted daemon keeps its predecessor's resync region across the reconnect RESUME")
+    func restartedDaemonKeepsResyncRegion() {
+        var k = SimKernel()
+        k.sim.quorum = QuorumView(quorate: true, nodes: [1, 2])
+        k.bringUp([nodeA, nodeB], table: "clustered-core 1024 sync", length: 8 * 1024)
+        #expect(k.resyncWork(on: nodeB)! == 0)
+        k.sim.crash(nodeB, reason: .processDown)
+        k.sim.settle()
+        let restarted = MemberID(nodeID: 2, pid: 201)
+        k.sim.start(restarted)
+        #expect(k.ask(.constructor, ctr("\(8 * 1024) clustered-core 1024 sync", nul: true), on: restarted) == .ok)
+        #expect(k.ask(.resume, on: restarted) == .ok)
+        // Node 2's kernel is still copying region 0: nobody else gets it, and writers are told.
+        #expect(k.resyncWork(on: nodeA)! == 1)
+        #expect(k.remoteRecovering(0, on: nodeA)?.0 == true)
+        #expect(k.ask(.setRegionSync, .regionSync(region: 0, inSync: true), on: restarted) == .ok)
+        #expect(k.remoteRecovering(0, on: nodeA)?.0 == false)
+        #expect(k.digests().count == 1)
+    }
+
     @Test("without quorum, state changes are held, not failed; they complete when quorum returns")
     func quorumHoldsRequests() {
         var k = SimKernel()

@@ -108,7 +108,10 @@ public struct ReplicatedLog: Sendable {
             let answer = remoteRecovery(of: region, askedBy: member)
             return .reply(Reply(payload: .remoteRecovering(isRecovering: answer.isRecovering, inSyncHint: answer.inSyncHint)))
         case .resume:
-            releaseResyncWork(of: member)
+            // The member's resync work stays: after a suspend it was released at POSTSUSPEND, and
+            // after a daemon restart the kernel is still copying the region it was given (the
+            // restarted daemon adopted it), so handing it out again would copy it twice at once.
+            log.resyncCursor = 0
             return needsDiskLoad ? .awaitDiskLoad : .reply(.ok)
         case .postsuspend:
             // The member's kernel stopped I/O before POSTSUSPEND: its marks and resync work are
