@@ -22,6 +22,12 @@ final class ClusterShell {
     private var connectionLostNoticeShown = false
     /// CPG multicasts sent (for dumps and the benchmark).
     private(set) var multicasts = 0
+    /// Our multicasts not delivered back yet, and when the oldest of them went out.
+    private var inFlight = 0
+    private var inFlightSince: UInt64 = 0
+    /// Self-clocked batching: while this many of our messages are on their way, requests collect
+    /// for the next message. An idle node sends at once; a busy one sends fewer, larger messages.
+    private let maxInFlight = 2
 
     init(runtimeDirectory: String, logger: Logger, sendReply: @escaping (RequestHeader, Reply) -> Void) {
         self.runtimeDirectory = runtimeDirectory
@@ -43,7 +49,9 @@ final class ClusterShell {
     }
 
     /// Whether something waits for the event loop soon (flow-controlled messages).
-    var wantsPromptTick: Bool { backlog.values.contains { !$0.isEmpty } }
+    var wantsPromptTick: Bool {
+        backlog.values.contains { !$0.isEmpty } || (inFlight >= maxInFlight && (node?.hasOutbound ?? false))
+    }
 
     /// Number of clustered log instances served.
     var instanceCount: Int { node?.groups.values.reduce(0) { $0 + $1.instances.count } ?? 0 }
@@ -91,6 +99,10 @@ final class ClusterShell {
             for event in events {
                 switch event {
                 case let .delivered(from, message):
+                    if from == node!.me, inFlight > 0 {
+                        inFlight -= 1
+                        inFlightSince = inFlight > 0 ? monotonicNanoseconds() : 0
+                    }
                     run(node!.deliver(group: name, from: from, bytes: message[...]))
                 case let .membershipChanged(change):
                     logger.debug("group \(name): members \(change.members) joined \(change.joined) left \(change.left.map { "\($0.member) (\($0.reason))" })")
@@ -106,6 +118,10 @@ final class ClusterShell {
         if node == nil || !(node!.connected) { connect(force: false) }
         guard node != nil else { return }
         retryBacklog()
+        // A message that never comes back (corosync drops multicasts outside the group) must not
+        // stop the flow: after 50 ms the window opens again.
+        if inFlight >= maxInFlight, monotonicNanoseconds() - inFlightSince > 50_000_000 { inFlight = 0 }
+        guard inFlight < maxInFlight else { return }
         run(node!.flushOutbound())
     }
 
@@ -191,7 +207,10 @@ final class ClusterShell {
         guard let handle = handles[group] else { return }
         do {
             switch try handle.multicast(bytes) {
-            case .sent: multicasts += 1
+            case .sent:
+                multicasts += 1
+                if inFlight == 0 { inFlightSince = monotonicNanoseconds() }
+                inFlight += 1
             case .flowControlled: backlog[group, default: []].append(bytes)
             }
         } catch {
@@ -252,6 +271,7 @@ final class ClusterShell {
         for handle in handles.values { handle.close() }
         handles.removeAll()
         backlog.removeAll()
+        inFlight = 0
         quorum?.close()
         quorum = nil
         if node != nil { run(node!.connectionLost()) }

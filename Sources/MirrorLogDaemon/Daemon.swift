@@ -203,6 +203,13 @@ public final class Daemon {
     }
 }
 
+/// Nanoseconds on the monotonic clock.
+func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
 /// Seconds on the monotonic clock.
 func monotonicSeconds() -> Int {
     var ts = timespec()
