@@ -115,8 +115,10 @@ final class ClusterShell {
     /// End of an event-loop pass: multicast what the pass queued (requests that arrived together share
     /// one message), retry flow-controlled messages, and reconnect to corosync if it went away.
     func tick() {
-        if node == nil || !(node!.connected) { connect(force: false) }
+        // Corosync is first reached at the first clustered constructor; after that, lost connections
+        // are retried here every second.
         guard node != nil else { return }
+        if !node!.connected { connect(force: false) }
         retryBacklog()
         // A message that never comes back (corosync drops multicasts outside the group) must not
         // stop the flow: after 50 ms the window opens again.
