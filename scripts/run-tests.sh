@@ -23,3 +23,4 @@ python3 Tests/host/daemon_socket_test.py "$repo/.build/release/mirrorlogd"
 
 echo "== real-kernel end-to-end suite (QEMU/TCG, takes several minutes)"
 MIRRORLOGD_BIN="$repo/.build/release/mirrorlogd" bash Tests/vm/run-vm-suite.sh
+bash Tests/vm/two-node/run-two-node.sh "$repo/.build/release/mirrorlogd"   # two guests, corosync, a node crash
