@@ -20,6 +20,9 @@ final class ClusterShell {
     var operationsPerMessage: Int?
     private var lastConnectAttempt = -1_000
     private var connectionLostNoticeShown = false
+    /// Logs whose kernel recovery must be restarted (suspend and resume of the dm device); the daemon
+    /// takes them after each pass.
+    var recoveryRestarts: [String] = []
     /// CPG multicasts sent (for dumps and the benchmark).
     private(set) var multicasts = 0
     /// Our multicasts not delivered back yet, and when the oldest of them went out.
@@ -182,6 +185,8 @@ final class ClusterShell {
                 work += node!.completeWrite(ticket: ticket, result)
             case let .notice(notice):
                 report(notice)
+            case let .restartRecovery(uuid):
+                recoveryRestarts.append(uuid)
             }
         }
     }

@@ -92,6 +92,11 @@ public final class Daemon {
             if ready.contains(0) { drainKernel() }
             if ready.contains(2) { readDeviceMapperReports() }
             cluster.tick()
+            if !cluster.recoveryRestarts.isEmpty {
+                processor.recoveryRestarts += cluster.recoveryRestarts
+                cluster.recoveryRestarts.removeAll()
+                startRecoveryRestarts()
+            }
         }
         cluster.close()
         return 0

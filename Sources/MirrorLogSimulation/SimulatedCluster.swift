@@ -17,6 +17,8 @@ public struct SimulatedCluster: Sendable {
     /// Which device each (member, luid) opened.
     private var opened: [MemberID: [UInt64: String]] = [:]
     public var blockSize = 512
+    /// Recovery restarts the daemons asked for (suspend and resume of their kernel's device).
+    public private(set) var recoveryRestarts: [(member: MemberID, uuid: String)] = []
     public var quorum = QuorumView(quorate: true, nodes: [])
 
     public init() {}
@@ -133,6 +135,8 @@ public struct SimulatedCluster: Sendable {
                     }
                     work += nodes[member]!.completeWrite(ticket: ticket, .success(()))
                 }
+            case let .restartRecovery(uuid):
+                recoveryRestarts.append((member, uuid))
             case let .notice(notice):
                 notices[member, default: []].append(notice)
             }

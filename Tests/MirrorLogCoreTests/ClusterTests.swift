@@ -113,8 +113,12 @@ struct ClusterTests {
         #expect(k.resyncWork(on: nodeA)! == nil)
         #expect(k.flag(.isClean, 12, on: nodeC) == false)
         // Node 2 leaves the quorum (fenced): done; its regions are out of sync and resynced first.
+        #expect(k.sim.recoveryRestarts.isEmpty)
         k.sim.setQuorum(QuorumView(quorate: true, nodes: [1, 3]))
         k.sim.settle()
+        // The kernels saw the mirror in sync (in_sync_hint = region count): both survivors restart
+        // their recovery with a suspend and resume, or they would never ask for resync work.
+        #expect(Set(k.sim.recoveryRestarts.map(\.member)) == [nodeA, nodeC])
         #expect(k.ask(.getSyncCount, on: nodeA)?.payload == .count(14))
         #expect(k.resyncWork(on: nodeC)! == 9)
         #expect(k.resyncWork(on: nodeA)! == 12)

@@ -20,6 +20,10 @@ public enum ClusterDirective: Sendable, Equatable {
     case writeDevice(luid: UInt64, [DiskWrite], ticket: UInt64)
     /// Something for the operator's log.
     case notice(Notice)
+    /// Suspend and resume the local dm device of this log, so that its kernel looks for resync work
+    /// again: it cached `in_sync_hint` = region count while the mirror was in sync, and only a resume
+    /// resets that (a recovery left regions of a failed member to resync).
+    case restartRecovery(uuid: String)
 }
 
 /// Whether this node may change replicated state, as votequorum reports it.

@@ -69,6 +69,9 @@ extension ClusterLogGroup {
             out.append(notice(.info, "log device loaded: \(replica!.log.syncCount)/\(replica!.regionCount) regions in sync"))
         case let .recoveryDone(generation) where replica!.generation == generation && generationBefore != generation:
             out.append(notice(.info, "recovery generation \(generation) done: failed members' regions are out of sync and resynced first (\(replica!.priority.count) region(s))"))
+            // Our kernel saw the mirror in sync and cached in_sync_hint = region count: it asks
+            // for resync work again only after a resume.
+            if latched, !replica!.priority.isEmpty, !instances.isEmpty { out.append(.restartRecovery(uuid: uuid)) }
         default:
             break
         }
