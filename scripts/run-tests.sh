@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up a fresh Debian 12 machine (as root) and runs every test: unit tests, then the real-kernel
-# end-to-end suite in a virtme-ng VM. Exits non-zero on any failure.
+# Sets up a fresh Debian 12 machine (as root) and runs every test: unit and simulation tests, the
+# daemon on this host, real corosync clusters in network namespaces (fault suite and benchmark), then
+# the real-kernel suites in virtme-ng VMs. Exits non-zero on any failure.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -8,8 +9,9 @@ cd "$repo"
 echo "== installing dependencies"
 bash scripts/install-deps.sh
 
-echo "== building mirrorlogd (release)"
+echo "== building mirrorlogd and the cluster benchmark tool (release)"
 swift build -c release --product mirrorlogd
+swift build -c release --product mirrorlog-cpgbench
 
 echo "== unit tests"
 swift test 2>&1 | tee /tmp/mirrorlogd-unit-tests.log | grep -vE '^(\[[0-9]+/[0-9]+\]|Compiling|Building|Emitting|Write )' || true
@@ -20,6 +22,15 @@ fi
 
 echo "== daemon tests on this host (test socket transport, loop device)"
 python3 Tests/host/daemon_socket_test.py "$repo/.build/release/mirrorlogd"
+
+echo "== corosync clusters in network namespaces: harness self-test"
+bash Tests/cluster/netns-cluster.sh selftest
+
+echo "== clustered logs on a real 3-node corosync cluster: fault suite"
+bash Tests/cluster/run-multinode.sh "$repo/.build/release/mirrorlogd"
+
+echo "== clustered logs: benchmark (ordered requests beside the raw CPG round trip)"
+bash Tests/cluster/bench-cluster.sh "$repo/.build/release/mirrorlogd" "$repo/.build/release/mirrorlog-cpgbench" 2
 
 echo "== real-kernel end-to-end suite (QEMU/TCG, takes several minutes)"
 MIRRORLOGD_BIN="$repo/.build/release/mirrorlogd" bash Tests/vm/run-vm-suite.sh
