@@ -72,7 +72,8 @@ final class ClusterShell {
         if node == nil { connect(force: true) }
         guard node != nil else {
             let header = request.header
-            logger.error("\(request.type) refused: clustered logs need corosync, and it cannot be reached (is corosync running?)", metadata: ["log": "\(shortUUID(header.uuid))"])
+            let what = request.type == .constructor ? "constructor refused" : "\(request.type) refused"
+            logger.error("\(what): clustered logs need corosync, and mirrorlogd cannot reach it (is corosync running?)", metadata: ["log": "\(shortUUID(header.uuid))"])
             sendReply(header, request.type == .destructor ? .ok : .failure(.invalidArgument))
             return
         }

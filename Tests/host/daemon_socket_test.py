@@ -200,7 +200,7 @@ def test_bad_constructors(d):
              (b"131072 core 0", "bad region size '0'"),
              (b"131072 core", "missing region size"),
              (b"131072 core 1024 nosync extra", "unknown or extra argument 'extra'"),
-             (b"131072 clustered-core 1024", "needs the cluster layer"),
+             (b"131072 clustered-core 1024", "need corosync"),
              (b"131072 disk /dev/does-not-exist 1024", "cannot use log device /dev/does-not-exist"),
              (b"18446744073709551615 core 1024", "supported; use a larger region size")]
     for i, (text, reason) in enumerate(cases):
