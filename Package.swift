@@ -55,6 +55,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The deterministic cluster simulation over many seeds (CI run, replays, soak); see Docs/simulation.md.
+        .executableTarget(name: "mirrorlog-sim", dependencies: ["MirrorLogSimulation"]),
         // C view of the uapi structs, so tests can compare our layout with the kernel headers.
         .target(name: "CULogLayout", path: "Tests/CULogLayout"),
         .testTarget(

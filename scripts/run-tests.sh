@@ -19,6 +19,7 @@ if ! grep -qE 'Test run with [0-9]+ tests? (in [0-9]+ suites? )?passed' /tmp/mir
     echo "unit tests failed"
     exit 1
 fi
+echo "== cluster simulation: 10,000 seeds (Docs/simulation.md)" && swift build -c release --product mirrorlog-sim && .build/release/mirrorlog-sim --count 10000 --known Tests/simulation/known-failures.txt --tail 60
 
 echo "== daemon tests on this host (test socket transport, loop device)"
 python3 Tests/host/daemon_socket_test.py "$repo/.build/release/mirrorlogd"

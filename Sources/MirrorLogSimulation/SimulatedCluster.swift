@@ -2,37 +2,104 @@ import MirrorLogCore
 
 /// Several daemons (``ClusterNode``s) over a ``SimulatedCPG``, with shared simulated log devices and
 /// a record of every reply. Tests and the simulation runner drive it step by step.
+///
+/// It plays the daemon's shell: directives are carried out at once (disk I/O too), multicasts go to
+/// the CPG, and a multicast refused with CS_ERR_TRY_AGAIN (``flowControlled``) waits in the member's
+/// retry queue, in order, until ``retryMulticasts(of:)`` gets it through.
 public struct SimulatedCluster: Sendable {
     public var cpg = SimulatedCPG()
     /// Live daemons.
     public private(set) var nodes: [MemberID: ClusterNode] = [:]
-    /// Replies each daemon sent to its kernel, in order.
+    /// Replies each daemon sent to its kernel, in order (kept while ``keepHistory``).
     public private(set) var replies: [MemberID: [(header: RequestHeader, reply: Reply)]] = [:]
-    /// Notices each daemon logged.
+    /// Notices each daemon logged (kept while ``keepHistory``).
     public private(set) var notices: [MemberID: [Notice]] = [:]
+    /// Keep ``replies`` and ``notices`` (the simulation runner reads ``outbox`` instead).
+    public var keepHistory = true
+    /// Replies sent since the last ``takeOutbox()``, in order.
+    public private(set) var outbox: [SentReply] = []
+    /// Daemons that founded a log's state from scratch (since the last ``takeFoundings()``).
+    public private(set) var foundings: [MemberID] = []
     /// Shared log devices by device spec text, as byte images.
     public var devices: [String: [UInt8]] = [:]
+    /// Size of a new simulated log device.
+    public var deviceSize = 1 << 20
     /// Device writes fail while true (per device).
     public var failingDevices: Set<String> = []
+    /// Members whose multicasts are refused with CS_ERR_TRY_AGAIN (flow control).
+    public var flowControlled: Set<MemberID> = []
+    /// Multicasts refused with TRY_AGAIN and waiting to be retried, per member, in order.
+    public private(set) var retryQueue: [MemberID: [(group: String, bytes: [UInt8])]] = [:]
+    /// Number of multicasts refused with TRY_AGAIN so far.
+    public private(set) var refusedMulticasts = 0
+    /// Complete device writes only when ``completeDiskWrite(_:)`` is called (otherwise at once).
+    public var asyncDisk = false
+    /// Device writes issued and not completed yet (with ``asyncDisk``).
+    public private(set) var diskWrites: [PendingDiskWrite] = []
     /// Which device each (member, luid) opened.
     private var opened: [MemberID: [UInt64: String]] = [:]
     public var blockSize = 512
     /// Recovery restarts the daemons asked for (suspend and resume of their kernel's device).
     public private(set) var recoveryRestarts: [(member: MemberID, uuid: String)] = []
     public var quorum = QuorumView(quorate: true, nodes: [])
+    /// Applied to every daemon when it starts (tests use it to configure the core, e.g. mutations).
+    public var configure: (@Sendable (inout ClusterNode) -> Void)?
+
+    /// A reply a daemon sent to its kernel.
+    public struct SentReply: Sendable {
+        public var member: MemberID
+        public var header: RequestHeader
+        public var reply: Reply
+    }
+
+    /// A device write in progress.
+    public struct PendingDiskWrite: Sendable {
+        public var member: MemberID
+        public var device: String
+        public var writes: [DiskWrite]
+        public var ticket: UInt64
+    }
 
     public init() {}
 
-    /// Starts a daemon.
-    public mutating func start(_ member: MemberID) {
-        nodes[member] = ClusterNode(me: member, quorum: quorum)
+    /// Completes device write `index` of ``diskWrites``: the blocks reach the device (unless it is
+    /// failing) and the daemon hears the result.
+    public mutating func completeDiskWrite(_ index: Int) {
+        let pending = diskWrites.remove(at: index)
+        guard nodes[pending.member] != nil else { return }
+        let result = write(pending.writes, to: pending.device)
+        let out = nodes[pending.member]!.completeWrite(ticket: pending.ticket, result)
+        run(out, on: pending.member)
     }
 
-    /// Kills a daemon (its undelivered messages are lost) and removes it from its groups.
-    public mutating func crash(_ member: MemberID, reason: LeaveReason = .processDown) {
+    private mutating func write(_ writes: [DiskWrite], to name: String) -> Result<Void, DeviceIOError> {
+        guard devices[name] != nil, !failingDevices.contains(name) else {
+            return .failure(DeviceIOError(errno: 5, operation: "write"))
+        }
+        for write in writes {
+            let start = Int(write.offset)
+            devices[name]!.replaceSubrange(start ..< start + write.bytes.count, with: write.bytes)
+        }
+        return .success(())
+    }
+
+    /// Starts a daemon, with the quorum view it reads at start (the cluster's by default).
+    public mutating func start(_ member: MemberID, quorum view: QuorumView? = nil) {
+        var node = ClusterNode(me: member, quorum: view ?? quorum)
+        configure?(&node)
+        nodes[member] = node
+    }
+
+    /// Kills a daemon and removes it from its groups (reason `nodeDown` for a node failure).
+    /// Its undelivered messages are lost, unless `undeliveredReachSurvivors`: then every survivor
+    /// gets them before the configuration change (virtual synchrony allows all or none).
+    public mutating func crash(_ member: MemberID, reason: LeaveReason = .processDown, undeliveredReachSurvivors: Bool = false) {
         nodes.removeValue(forKey: member)
         opened.removeValue(forKey: member)
-        cpg.dropUndelivered(from: member)
+        diskWrites.removeAll { $0.member == member }
+        retryQueue.removeValue(forKey: member)
+        flowControlled.remove(member)
+        if !undeliveredReachSurvivors { cpg.dropUndelivered(from: member) }
         cpg.remove(member, reason: reason)
     }
 
@@ -46,20 +113,51 @@ public struct SimulatedCluster: Sendable {
 
     /// Multicasts every daemon's queued operations.
     public mutating func flushOutbound() {
-        for member in nodes.keys.sorted() {
-            guard nodes[member] != nil else { continue }
-            let out = nodes[member]!.flushOutbound()
-            run(out, on: member)
-        }
+        for member in nodes.keys.sorted() { flushOutbound(of: member) }
     }
 
-    /// Delivers the next event of the total order. Returns false when nothing is queued.
+    /// Multicasts `member`'s queued operations (after its retry queue).
+    public mutating func flushOutbound(of member: MemberID) {
+        guard nodes[member] != nil else { return }
+        retryMulticasts(of: member)
+        let out = nodes[member]!.flushOutbound()
+        run(out, on: member)
+    }
+
+    /// Whether `member` has operations or refused multicasts waiting.
+    public func hasOutbound(_ member: MemberID) -> Bool {
+        (nodes[member]?.hasOutbound ?? false) || !(retryQueue[member]?.isEmpty ?? true)
+    }
+
+    /// Retries `member`'s refused multicasts, in order, until one is refused again.
+    public mutating func retryMulticasts(of member: MemberID) {
+        guard var queue = retryQueue[member], !queue.isEmpty else { return }
+        while !queue.isEmpty, !flowControlled.contains(member) {
+            let next = queue.removeFirst()
+            cpg.multicast(next.bytes, group: next.group, from: member)
+        }
+        retryQueue[member] = queue
+    }
+
+    /// Delivers the next event of the total order (of the first component that has one). Returns
+    /// false when nothing is queued.
     @discardableResult
     public mutating func step() -> Bool {
-        guard let (event, recipients) = cpg.next() else { return false }
-        for member in recipients where nodes[member] != nil {
+        for index in cpg.components.indices where cpg.canDeliver(index) {
+            deliver(component: index)
+            return true
+        }
+        return false
+    }
+
+    /// Delivers the next event of component `index`; returns what each member received.
+    @discardableResult
+    public mutating func deliver(component index: Int) -> [SimulatedCPG.Delivery] {
+        let deliveries = cpg.deliverNext(in: index)
+        for delivery in deliveries where nodes[delivery.member] != nil {
+            let member = delivery.member
             let out: [ClusterDirective]
-            switch event {
+            switch delivery.event {
             case let .message(group, from, bytes):
                 out = nodes[member]!.deliver(group: group, from: from, bytes: bytes[...])
             case let .change(group, change):
@@ -67,7 +165,7 @@ public struct SimulatedCluster: Sendable {
             }
             run(out, on: member)
         }
-        return true
+        return deliveries
     }
 
     /// Flushes and delivers until nothing is left (bounded).
@@ -78,7 +176,7 @@ public struct SimulatedCluster: Sendable {
         }
     }
 
-    /// Changes quorum on every live daemon.
+    /// Changes quorum on every live daemon (and the view new daemons start with), or on `members`.
     public mutating func setQuorum(_ view: QuorumView, on members: [MemberID]? = nil) {
         if members == nil { quorum = view }
         for member in members ?? nodes.keys.sorted() where nodes[member] != nil {
@@ -95,6 +193,18 @@ public struct SimulatedCluster: Sendable {
         replies[member]?.last { $0.header.seq == seq }?.reply
     }
 
+    /// The daemons that founded a state since the last call.
+    public mutating func takeFoundings() -> [MemberID] {
+        defer { foundings.removeAll() }
+        return foundings
+    }
+
+    /// The replies sent since the last call.
+    public mutating func takeOutbox() -> [SentReply] {
+        defer { outbox.removeAll(keepingCapacity: true) }
+        return outbox
+    }
+
     mutating func run(_ directives: [ClusterDirective], on member: MemberID) {
         var work = directives
         var index = 0
@@ -104,16 +214,26 @@ public struct SimulatedCluster: Sendable {
             guard nodes[member] != nil else { return }
             switch directive {
             case let .reply(header, reply):
-                replies[member, default: []].append((header, reply))
+                outbox.append(SentReply(member: member, header: header, reply: reply))
+                if keepHistory { replies[member, default: []].append((header, reply)) }
             case let .join(group):
                 cpg.join(member, group: group)
             case let .leave(group):
+                // Refused multicasts belong to the membership we leave (the core re-sends what is
+                // still unanswered after it joins again).
+                retryQueue[member]?.removeAll { $0.group == group }
                 cpg.leave(member, group: group, reason: .left)
             case let .multicast(group, bytes):
-                cpg.multicast(bytes, group: group, from: member)
+                if flowControlled.contains(member) || !(retryQueue[member]?.isEmpty ?? true) {
+                    // CS_ERR_TRY_AGAIN: the shell keeps it, in order, and tries again later.
+                    refusedMulticasts += 1
+                    retryQueue[member, default: []].append((group, bytes))
+                } else {
+                    cpg.multicast(bytes, group: group, from: member)
+                }
             case let .openDevice(luid, spec):
                 let name = spec.description
-                if devices[name] == nil { devices[name] = [UInt8](repeating: 0, count: 1 << 20) }
+                if devices[name] == nil { devices[name] = [UInt8](repeating: 0, count: deviceSize) }
                 opened[member, default: [:]][luid] = name
                 let attachment = DeviceAttachment(major: 7, minor: 0, blockSize: blockSize, sizeBytes: UInt64(devices[name]!.count))
                 work += nodes[member]!.completeOpen(luid: luid, .success(attachment))
@@ -126,19 +246,16 @@ public struct SimulatedCluster: Sendable {
                 work += nodes[member]!.completeRead(ticket: ticket, result)
             case let .writeDevice(luid, writes, ticket):
                 let name = opened[member]?[luid] ?? ""
-                if devices[name] == nil || failingDevices.contains(name) {
-                    work += nodes[member]!.completeWrite(ticket: ticket, .failure(DeviceIOError(errno: 5, operation: "write")))
+                if asyncDisk {
+                    diskWrites.append(PendingDiskWrite(member: member, device: name, writes: writes, ticket: ticket))
                 } else {
-                    for write in writes {
-                        let start = Int(write.offset)
-                        devices[name]!.replaceSubrange(start ..< start + write.bytes.count, with: write.bytes)
-                    }
-                    work += nodes[member]!.completeWrite(ticket: ticket, .success(()))
+                    work += nodes[member]!.completeWrite(ticket: ticket, write(writes, to: name))
                 }
             case let .restartRecovery(uuid):
                 recoveryRestarts.append((member, uuid))
             case let .notice(notice):
-                notices[member, default: []].append(notice)
+                if notice.message.hasPrefix("founded the group's state") { foundings.append(member) }
+                if keepHistory { notices[member, default: []].append(notice) }
             }
         }
     }

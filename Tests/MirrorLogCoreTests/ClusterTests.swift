@@ -252,7 +252,7 @@ struct ClusterTests {
                                                  LogBatch(log: Array("LVM-b".utf8), entries: [TokenedOperation(token: 0, operation: .attach), TokenedOperation(token: 0, operation: .detach)])])
         let bytes = message.encoded()
         #expect(try ClusterMessage.decode(bytes[...]) == message)
-        let census = ClusterMessage.census(logs: [Array("LVM-a".utf8), Array("LVM-b".utf8)])
+        let census = ClusterMessage.census(logs: [Array("LVM-a".utf8), Array("LVM-b".utf8)], members: [nodeA, nodeB])
         #expect(try ClusterMessage.decode(census.encoded()[...]) == census)
         let chunk = ClusterMessage.snapshotChunk(SnapshotChunk(log: Array("LVM-a".utf8), donor: nodeA, serial: 3, recipients: [.init(member: nodeB, point: 2)], index: 0, count: 1, data: [1, 2, 3]))
         #expect(try ClusterMessage.decode(chunk.encoded()[...]) == chunk)

@@ -16,10 +16,11 @@ extension ClusterLogGroup {
             return [.readDevice(luid: luid, byteCount: bytes, ticket: issue(.load))]
         }
         if replica.ackedFlush < replica.flushNumber {
-            self.replica!.log.disk?.dirtyBlocks.fill(true)
-            let writes = self.replica!.log.pendingDiskWrites()
-            self.replica!.log.diskWritesSucceeded()
-            return [.writeDevice(luid: luid, writes, ticket: issue(.flush(number: replica.flushNumber, token: 0)))]
+            // The whole image, from a copy: the dirty-block map is replicated state, and only the
+            // writer runs this (clearing it here made the replicas differ; found by the simulation).
+            var image = replica.log
+            image.disk?.dirtyBlocks.fill(true)
+            return [.writeDevice(luid: luid, image.pendingDiskWrites(), ticket: issue(.flush(number: replica.flushNumber, token: 0)))]
         }
         return []
     }

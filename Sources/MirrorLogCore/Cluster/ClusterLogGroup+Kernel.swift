@@ -23,7 +23,7 @@ extension ClusterLogGroup {
             // primary leg only, and nobody would resync it.
             operation = .inSync(region)
         case .getSyncCount:
-            return [.reply(header, Reply(payload: .count(status == .active ? replica!.log.syncCount : 0)))]
+            return [.reply(header, Reply(payload: .count(status == .active ? replica!.reportedSyncCount : 0)))]
         case .statusInfo:
             return [.reply(header, Reply(payload: .text(statusInfo(luid: header.luid))))]
         case .statusTable:

@@ -91,6 +91,7 @@ extension ClusterLogGroup {
             buffer = []
             assembly = nil
             status = .awaitingState
+            holders = Set(change.members).subtracting([me])
             if change.members == [me] { return found(quorum: quorum, why: "first member of the group") }
             return [notice(.info, "joined the group with \(change.members.count - 1) other member(s); waiting for the state")]
         case .awaitingState:
@@ -98,6 +99,11 @@ extension ClusterLogGroup {
             buffer.append((epoch, .change(change)))
             if let assembly, change.left.contains(where: { $0.member == assembly.donor }) { self.assembly = nil }
             if change.members == [me] { return found(quorum: quorum, why: "every member that held the state left") }
+            // Every member that could hold the state left before it reached us, and the others
+            // joined after us: the state is lost, and we found it for all of them (found by the
+            // simulation: they all waited forever).
+            holders.subtract(change.left.map(\.member))
+            if holders.isEmpty { return found(quorum: quorum, why: "every member that could hold the state left before it reached us", with: change) }
             return []
         case .active:
             return applyChange(change, quorum: quorum)
@@ -127,13 +133,14 @@ extension ClusterLogGroup {
         return out
     }
 
-    /// Starts the state from scratch: this member is alone in the group.
-    mutating func found(quorum: QuorumView, why: String) -> [ClusterDirective] {
+    /// Starts the state from scratch: this member is alone in the group, or (`change`) every member
+    /// that could hold the state left before it reached us; then for everyone still in the group.
+    mutating func found(quorum: QuorumView, why: String, with change: MembershipChange? = nil) -> [ClusterDirective] {
         guard quorum.quorate else {
             return [notice(.warning, "alone in the group but not quorate: waiting for quorum before starting the state")]
         }
         let hadState = replica != nil || !localMarks.words.allSatisfy { $0 == 0 }
-        let lost = stateLost || hadState
+        let lost = stateLost || hadState || change != nil
         var state = ReplicatedLog(log: templateLog(stateLost: lost), founder: me)
         state.mutation = mutation
         if arguments.logType.hasLogDevice {
@@ -146,32 +153,71 @@ extension ClusterLogGroup {
                 if lost { state.needsDiskLoad = true } else { state.setInitialState(clean: nil) }
             }
         }
+        if let change {
+            // The others joined after us: each has seen the changes since its own join.
+            var ages: [MemberID: UInt64] = [:]
+            for (tag, event) in buffer {
+                if case let .change(c) = event { for member in c.joined { ages[member] = epoch - tag + 1 } }
+            }
+            state.members = change.members
+            for member in change.members where member != me {
+                state.unsyncedAge[member] = ages[member] ?? epoch
+                var slot: UInt32 = 1
+                while state.slots.values.contains(slot) { slot += 1 }
+                state.slots[member] = slot
+            }
+        }
         replica = state
         status = .active
         assembly = nil
         var out = [notice(.info, "founded the group's state (\(why)): \(state.log.syncCount)/\(state.regionCount) regions in sync" + (state.needsDiskLoad ? ", loading the log device at resume" : ""))]
-        // Only our own operations since the join still matter; the members that sent the others left.
+        // Only our own operations since the join still matter, unless others stay: then everything
+        // delivered since our join is in the state we send them.
         let events = buffer
         buffer = []
         for (_, event) in events {
-            if case let .message(sender, .operations(list)) = event, sender == me {
-                for entry in list { out += applyOperation(entry.operation, token: entry.token, from: me) }
+            if case let .message(sender, .operations(list)) = event, sender == me || change != nil {
+                for entry in list { out += applyOperation(entry.operation, token: entry.token, from: sender) }
             }
         }
         out += afterStateInstalled()
+        if change != nil { out += sendSnapshot() }
         return out
     }
 
     /// After a transfer or founding: re-mark what our kernel holds, and re-send requests whose
     /// answers were lost with the old membership.
     mutating func afterStateInstalled() -> [ClusterDirective] {
+        // Not what our kernel already cleared: those clears are still pending and may be applied
+        // before this mark (found by the simulation: the mark outlived the clear, held forever).
+        var cleared = Bitmap(count: localMarks.count)
+        for request in pending.values {
+            if case let .clear(list) = request.operation { for region in list where region < cleared.count { cleared[region] = true } }
+            if request.operation == .postsuspend { cleared.fill(true) }
+        }
         var regions: [UInt64] = []
         var region = localMarks.firstIndex(of: true, from: 0)
         while region < localMarks.count {
-            regions.append(region)
+            if !cleared[region] { regions.append(region) }
             region = localMarks.firstIndex(of: true, from: region + 1)
         }
         if !regions.isEmpty { outbound.insert(TokenedOperation(token: 0, operation: .mark(regions)), at: 0) }
+        // Marks we took over from a failed daemon of our node that our kernel does not hold: a
+        // fresh kernel (the node rebooted; its CTR was no reconnect) never wrote them, its
+        // predecessor may have torn them. They go out of sync and are released (found by the
+        // simulation: otherwise they stay held forever and are never resynced).
+        if !stateLost, let held = replica?.log.marks.regions(of: me) {
+            var orphans: [UInt64] = []
+            var region = held.firstIndex(of: true, from: 0)
+            while region < held.count {
+                if !localMarks[region] { orphans.append(region) }
+                region = held.firstIndex(of: true, from: region + 1)
+            }
+            if !orphans.isEmpty {
+                outbound += orphans.map { TokenedOperation(token: 0, operation: .setRegionSync($0, inSync: false)) }
+                outbound.append(TokenedOperation(token: 0, operation: .clear(orphans)))
+            }
+        }
         return writerDuties()
     }
 

@@ -44,6 +44,7 @@ extension ClusterLogGroup {
         let events = buffer
         buffer = []
         var replayed = 0
+        var resend: [TokenedOperation] = []
         for (tag, event) in events {
             switch event {
             case let .change(change) where tag > complete.point:
@@ -52,6 +53,11 @@ extension ClusterLogGroup {
             case let .message(sender, message) where tag >= complete.point && mutation != .transferSkipsBufferedEvents:
                 out += apply(message, from: sender, quorum: quorum)
                 replayed += 1
+            case let .message(sender, .operations(list)) where sender == me:
+                // Our own operations that the state already contains: only we can answer them, and
+                // we never applied them. Each operation is idempotent for its sender: send it again
+                // (found by the simulation: a RESUME was never answered).
+                resend += list.filter { $0.token != 0 && pending[$0.token] != nil }
             default:
                 break
             }
@@ -59,6 +65,7 @@ extension ClusterLogGroup {
             guard status == .active else { return out }
         }
         replica!.markSynced(complete.recipients)
+        outbound.insert(contentsOf: resend, at: 0)
         if replayed > 0 { out.append(notice(.debug, "replayed \(replayed) event(s) delivered during the transfer")) }
         out += afterStateInstalled()
         out += maybeSendDone(quorum: quorum)

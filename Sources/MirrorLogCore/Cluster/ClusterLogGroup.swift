@@ -64,6 +64,9 @@ public struct ClusterLogGroup: Sendable {
     var nodeDownFailures: Set<MemberID> = []
     /// Members of the group at the last configuration change.
     var lastMembers: [MemberID] = []
+    /// While waiting for the state: the members that were there when we joined and have not left
+    /// (only they can hold the state; anybody who joined later waits for it too).
+    var holders: Set<MemberID> = []
     /// The recovery generation we already sent a done for.
     var doneSentFor: UInt64 = 0
     /// Our attach is queued or in flight: operations may follow it in the same message.

@@ -11,8 +11,10 @@ public enum ClusterMessage: Sendable, Equatable {
     /// One chunk of a state transfer.
     case snapshotChunk(SnapshotChunk)
     /// The logs the sender serves, sent when another daemon joins the ordering group so that it
-    /// learns who serves what before it attaches its own logs.
-    case census(logs: [[UInt8]])
+    /// learns who serves what before it attaches its own logs. `members` are the ordering group's
+    /// members as the sender knew them when it wrote the census: a joiner trusts only a census
+    /// that already counts it (one written earlier may predate the sender's own attach).
+    case census(logs: [[UInt8]], members: [MemberID])
 
     /// `"MLDC"`.
     public static let magic: UInt32 = 0x4D4C_4443
@@ -44,10 +46,12 @@ public enum ClusterMessage: Sendable, Equatable {
                     entry.operation.encode(into: &w)
                 }
             }
-        case let .census(logs):
+        case let .census(logs, members):
             w.u16(Kind.census.rawValue)
             w.varint(UInt64(logs.count))
             for log in logs { w.blob(log) }
+            w.varint(UInt64(members.count))
+            for member in members { w.member(member) }
         case let .snapshotChunk(chunk):
             w.u16(Kind.snapshotChunk.rawValue)
             chunk.encode(into: &w)
@@ -83,7 +87,9 @@ public enum ClusterMessage: Sendable, Equatable {
         case .census:
             var logs: [[UInt8]] = []
             for _ in 0 ..< (try r.count(minimumElementSize: 2)) { logs.append(try logName(&r)) }
-            message = .census(logs: logs)
+            var members: [MemberID] = []
+            for _ in 0 ..< (try r.count(minimumElementSize: 8)) { members.append(try r.member()) }
+            message = .census(logs: logs, members: members)
         case .snapshotChunk:
             message = .snapshotChunk(try SnapshotChunk.decode(from: &r))
         }

@@ -51,6 +51,9 @@ public struct ClusterNode: Sendable {
     private var censusDue = false
     /// Logs we stopped serving whose detach still has to be multicast.
     private var detaches: [[UInt8]] = []
+    /// Logs whose destroyed instance's detach is not delivered yet: an attach of ours until then is
+    /// the old instance's, not the new one's join (found by the simulation).
+    private var oldInstances: Set<[UInt8]> = []
     /// Members that spoke a protocol we do not; reported once each.
     private var refusedMembers: Set<MemberID> = []
 
@@ -138,7 +141,12 @@ public struct ClusterNode: Sendable {
             if groups[chunk.log] != nil {
                 out += mapTickets(chunk.log, groups[chunk.log]!.receive(.chunk(chunk), from: sender, quorum: quorum))
             }
-        case let .census(logs):
+        case let .census(logs, members):
+            // Written before the sender saw us join, it may miss an attach we did not see either
+            // (found by the simulation: a joiner founded a second state). A newer one follows.
+            // Our own says nothing new, and may name an instance we destroyed since (then it
+            // would attach our new instance before its attach).
+            guard members.contains(me), sender != me else { break }
             for log in logs { out += attach(sender, to: log) }
             if orderingStatus == .census {
                 censusPending.remove(sender)
@@ -169,7 +177,9 @@ public struct ClusterNode: Sendable {
                 departures[log, default: []].append(departure)
             }
         }
-        for log in departures.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) where groups[log] != nil {
+        // A log instance still joining hears of its membership with its own attach (the list may
+        // still name a destroyed instance of ours, which would look like our join).
+        for log in departures.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) where groups[log] != nil && groups[log]!.status != .joining {
             let members = Array(attachments[log] ?? []).sorted()
             let logChange = MembershipChange(members: members, joined: [], left: departures[log]!)
             out += mapTickets(log, groups[log]!.membershipChanged(logChange, quorum: quorum))
@@ -226,7 +236,7 @@ public struct ClusterNode: Sendable {
         if censusDue {
             censusDue = false
             let served = attachments.filter { $0.value.contains(me) }.keys.sorted { $0.lexicographicallyPrecedes($1) }
-            out.append(.multicast(group: Self.orderingGroup, ClusterMessage.census(logs: served).encoded()))
+            out.append(.multicast(group: Self.orderingGroup, ClusterMessage.census(logs: served, members: orderingMembers).encoded()))
         }
         var batches: [LogBatch] = detaches.map { LogBatch(log: $0, entries: [TokenedOperation(token: 0, operation: .detach)]) }
         detaches.removeAll()
@@ -296,6 +306,7 @@ public struct ClusterNode: Sendable {
         censusPending = []
         censusDue = false
         detaches = []
+        oldInstances = []
         for name in groups.keys { groups[name]!.connectionLost() }
     }
 
@@ -331,8 +342,8 @@ public struct ClusterNode: Sendable {
     private mutating func attach(_ member: MemberID, to log: [UInt8]) -> [ClusterDirective] {
         let isNew = attachments[log, default: []].insert(member).inserted
         guard groups[log] != nil else { return [] }
-        let ourJoin = member == me && groups[log]!.status == .joining
-        guard isNew || ourJoin else { return [] }
+        let ourJoin = member == me && groups[log]!.status == .joining && !oldInstances.contains(log)
+        guard isNew || ourJoin, ourJoin || groups[log]!.status != .joining else { return [] }
         if member == me { groups[log]!.attachQueued = false }
         let change = MembershipChange(members: Array(attachments[log]!).sorted(), joined: [member], left: [])
         return mapTickets(log, groups[log]!.membershipChanged(change, quorum: quorum))
@@ -340,9 +351,10 @@ public struct ClusterNode: Sendable {
 
     /// `member` stopped serving `log` (a clean leave).
     private mutating func detach(_ member: MemberID, from log: [UInt8]) -> [ClusterDirective] {
+        if member == me { oldInstances.remove(log) }
         guard attachments[log]?.remove(member) != nil else { return [] }
         if attachments[log]!.isEmpty { attachments.removeValue(forKey: log) }
-        guard groups[log] != nil, member != me else { return [] }
+        guard groups[log] != nil, member != me, groups[log]!.status != .joining else { return [] }
         let change = MembershipChange(members: Array(attachments[log] ?? []).sorted(), joined: [], left: [.init(member, .left)])
         return mapTickets(log, groups[log]!.membershipChanged(change, quorum: quorum))
     }
@@ -406,7 +418,9 @@ public struct ClusterNode: Sendable {
         if groups[name] == nil {
             groups[name] = ClusterLogGroup(uuidBytes: Array(header.uuidBytes), arguments: pending.arguments, me: me, stateLost: pending.stateLost)
             groups[name]!.mutation = mutation
-            detaches.removeAll { $0 == name }
+            // A detach of the destroyed instance still queued goes out before the new attach: the
+            // others must see us leave, or they take the attach for one they already had and never
+            // send us the state (found by the simulation).
             switch orderingStatus {
             case .idle:
                 if connected && quorum.quorate {
@@ -444,7 +458,10 @@ public struct ClusterNode: Sendable {
         if groups[name]!.instances.isEmpty {
             let group = groups.removeValue(forKey: name)!
             tickets = tickets.filter { $0.value.group != name }
-            if group.status != .joining || group.attachQueued { detaches.append(name) }
+            if group.status != .joining || group.attachQueued {
+                detaches.append(name)
+                oldInstances.insert(name)
+            }
             out.append(.notice(Notice(.info, uuid: group.uuid, "clustered log destroyed; this node detaches from it")))
         }
         out.append(.reply(header, .ok))

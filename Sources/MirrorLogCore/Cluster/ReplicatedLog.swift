@@ -99,7 +99,11 @@ public struct ReplicatedLog: Sendable {
             return .reply(Reply(payload: .resyncWork(nextResyncWork(for: member))))
         case let .setRegionSync(region, inSync):
             guard region < regionCount else { return .reply(.failure(.invalidArgument)) }
+            // Another member's leg failure does not end a resync in progress: the resyncer's copy
+            // still runs (found by the simulation: the region was handed out a second time).
+            let resyncer = log.recovering[region]
             log.setRegionSync(region, inSync: inSync, by: member)
+            if let resyncer, resyncer != member { log.recovering[region] = resyncer }
             if inSync, let index = priority.firstIndex(of: region) { priority.remove(at: index) }
             if !inSync { log.resyncCursor = min(log.resyncCursor, region) }
             return .reply(.ok)
@@ -173,6 +177,18 @@ public struct ReplicatedLog: Sendable {
 
     @inline(__always)
     func isSuspect(_ region: UInt64) -> Bool { suspects?[region] ?? false }
+
+    /// GET_SYNC_COUNT: regions a failed member may still be writing do not count as in sync until
+    /// done. A count of region_count makes dm-raid1 set in_sync_hint to the region count and stop
+    /// asking IS_REMOTE_RECOVERING (found by the simulation).
+    public var reportedSyncCount: UInt64 {
+        guard let suspects, lowestSuspect < regionCount else { return log.syncCount }
+        var count = log.syncCount
+        for (index, word) in suspects.words.enumerated() where word != 0 {
+            count -= UInt64((word & log.sync.words[index]).nonzeroBitCount)
+        }
+        return count
+    }
 
     /// IS_REMOTE_RECOVERING: recovering if another member resyncs the region or a failed member may be
     /// writing it. The hint never passes the lowest region that needs resync or may be written.
@@ -272,6 +288,10 @@ public struct ReplicatedLog: Sendable {
 
     /// recover_prep: a recovery cycle starts.
     public mutating func recoverPrep() {
+        // Another failure while a recovery is pending restarts it under the next generation: a
+        // done already sent covers only the members that had failed then (found by the
+        // simulation: it released a member whose node was never fenced).
+        if recoveryPending { generation += 1 }
         recoveryPending = true
     }
 
