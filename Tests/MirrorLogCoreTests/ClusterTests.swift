@@ -241,6 +241,17 @@ struct ClusterTests {
         #expect(k.digests().count == 1, "\(k.sim.nodes.values.flatMap { $0.dumpLines() })")
     }
 
+    @Test("clustered-disk: the writer keeps its role when a lower member joins, and hands it on when it leaves")
+    func diskWriterStaysUntilItLeaves() {
+        var k = SimKernel()
+        k.bringUp([nodeB, nodeA], table: "clustered-disk /dev/shared 1024", length: 64 * 1024)
+        #expect(k.sim.nodes[nodeA]!.groups.values.first!.replica!.diskWriter == nodeB)
+        #expect(k.ask(.flush, regions([3]), on: nodeA) == .ok)
+        k.sim.crash(nodeB, reason: .processDown)
+        k.sim.settle()
+        #expect(k.sim.nodes[nodeA]!.groups.values.first!.replica!.diskWriter == nodeA)
+    }
+
     @Test("cluster messages round-trip and reject garbage with typed errors")
     func messageCodec() throws {
         var bitmap = Bitmap(count: 1000)

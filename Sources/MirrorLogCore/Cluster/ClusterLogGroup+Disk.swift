@@ -1,7 +1,8 @@
 /// What a disk action of a clustered log was for.
 enum DiskTicket: Sendable, Equatable {
-    /// The writer writes flush `number`; `token` is our own FLUSH waiting for it (0 if none).
-    case flush(number: UInt64, token: UInt64)
+    /// The writer writes flush `number`; `token` is our own FLUSH waiting for it (0 if none);
+    /// `whole` says the write carries the whole image (not only the blocks changed since the last).
+    case flush(number: UInt64, token: UInt64, whole: Bool)
     /// The first read of the device.
     case load
 }
@@ -18,11 +19,26 @@ extension ClusterLogGroup {
         if replica.ackedFlush < replica.flushNumber {
             // The whole image, from a copy: the dirty-block map is replicated state, and only the
             // writer runs this (clearing it here made the replicas differ; found by the simulation).
-            var image = replica.log
-            image.disk?.dirtyBlocks.fill(true)
-            return [.writeDevice(luid: luid, image.pendingDiskWrites(), ticket: issue(.flush(number: replica.flushNumber, token: 0)))]
+            return [.writeDevice(luid: luid, wholeImage(), ticket: issue(.flush(number: replica.flushNumber, token: 0, whole: true)))]
         }
         return []
+    }
+
+    /// Every block of the log device image as this replica has it (from a copy: the dirty-block
+    /// map is replicated state).
+    func wholeImage() -> [DiskWrite] {
+        guard var image = replica?.log else { return [] }
+        image.disk?.dirtyBlocks.fill(true)
+        return image.pendingDiskWrites()
+    }
+
+    /// As the writer: the writes for flush `number`. After a failed write, every write carries the
+    /// whole image until one succeeds: the blocks of the failed write are no longer dirty anywhere.
+    mutating func flushWrites(_ writes: [DiskWrite], number: UInt64, token: UInt64) -> (writes: [DiskWrite], ticket: UInt64) {
+        if unrepairedWriteFailure {
+            return (wholeImage(), issue(.flush(number: number, token: token, whole: true)))
+        }
+        return (writes, issue(.flush(number: number, token: token, whole: false)))
     }
 
     /// Remembers what a disk action is for; the shell hands the ticket back with the result.
@@ -34,14 +50,18 @@ extension ClusterLogGroup {
 
     /// A write of the log device finished: confirm it to the group, and answer our own FLUSH.
     mutating func completeWrite(ticket: UInt64, _ result: Result<Void, DeviceIOError>) -> [ClusterDirective] {
-        guard case let .flush(number, token) = diskTickets.removeValue(forKey: ticket) else { return [] }
-        let failed: Bool
+        guard case let .flush(number, token, whole) = diskTickets.removeValue(forKey: ticket) else { return [] }
+        var failed: Bool
         var out: [ClusterDirective] = []
         switch result {
         case .success:
-            failed = false
+            // A partial write after a failed one does not make flush `number` durable: the failed
+            // write's blocks are still missing (found by the simulation, seed 393).
+            failed = unrepairedWriteFailure && !whole
+            if whole { unrepairedWriteFailure = false }
         case let .failure(error):
             failed = true
+            unrepairedWriteFailure = true
             out.append(notice(.error, "log device write failed (\(error)); answering -EIO, status shows D"))
         }
         outbound.append(TokenedOperation(token: 0, operation: .flushed(number: number, failed: failed)))

@@ -45,7 +45,8 @@ extension ClusterLogGroup {
         case let .awaitFlush(number, writes):
             // A new flush number is the writer's to write; an earlier one is already on its way.
             if writer, number > flushBefore, let luid = deviceLUID {
-                out.append(.writeDevice(luid: luid, writes, ticket: issue(.flush(number: number, token: mine ? token : 0))))
+                let write = flushWrites(writes, number: number, token: mine ? token : 0)
+                out.append(.writeDevice(luid: luid, write.writes, ticket: write.ticket))
             } else if mine {
                 flushWaiters.append((number, token))
             }

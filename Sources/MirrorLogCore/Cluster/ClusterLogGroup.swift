@@ -60,6 +60,8 @@ public struct ClusterLogGroup: Sendable {
     /// Disk actions in progress, by ticket.
     var diskTickets: [UInt64: DiskTicket] = [:]
     var nextDiskTicket: UInt64 = 0
+    /// As the writer: a write failed and no whole-image write succeeded since.
+    var unrepairedWriteFailure = false
     /// Failed members whose node went down (done waits until quorum no longer counts the node).
     var nodeDownFailures: Set<MemberID> = []
     /// Members of the group at the last configuration change.

@@ -46,6 +46,12 @@ public enum ReplicaSnapshot {
         w.u8(state.needsDiskLoad ? 1 : 0)
         w.u8(log.disk?.failed ?? false ? 1 : 0)
         w.varint(log.resyncCursor)
+        if let writer = state.writer {
+            w.u8(1)
+            w.member(writer)
+        } else {
+            w.u8(0)
+        }
         // Dirty blocks decide whether a FLUSH waits for the writer, so every member must agree on them.
         if let dirty = log.disk?.dirtyBlocks {
             w.u8(1)
@@ -117,6 +123,7 @@ public enum ReplicaSnapshot {
         state.needsDiskLoad = try r.u8() == 1
         if try r.u8() == 1 { state.log.diskWriteFailed() }
         state.log.resyncCursor = min(try r.varint(), regionCount)
+        state.writer = try r.u8() == 1 ? try r.member() : nil
         if try r.u8() == 1 {
             let dirty = try BitmapRunLength.decode(from: &r)
             guard let blocks = state.log.disk?.dirtyBlocks.count, blocks == dirty.count else {

@@ -47,15 +47,26 @@ public struct ReplicatedLog: Sendable {
         members = [founder]
         synced = [founder]
         slots = [founder: 1]
+        writer = founder
     }
 
-    /// The member that writes the shared log device: the lowest member holding the state.
-    public var diskWriter: MemberID? {
-        members.first { synced.contains($0) }
-    }
+    /// The member that writes the shared log device. It keeps the role while it is a member, so
+    /// two members never write at once (a member that finishes its transfer does not take over
+    /// while the writer may have a write in flight); when it leaves, the lowest member holding the
+    /// state takes over.
+    public internal(set) var writer: MemberID?
+
+    /// The disk writer (see ``writer``).
+    public var diskWriter: MemberID? { writer }
 
     /// The member that sends the state to joiners: the lowest member holding the state.
-    public var donor: MemberID? { diskWriter }
+    public var donor: MemberID? { members.first { synced.contains($0) } }
+
+    /// Keeps ``writer`` a member that holds the state.
+    mutating func electWriterIfNeeded() {
+        if let writer, members.contains(writer), synced.contains(writer) { return }
+        writer = members.first { synced.contains($0) }
+    }
 
     /// The answer of an operation on the member that sent it.
     public enum Outcome: Sendable, Equatable {
@@ -244,6 +255,7 @@ public struct ReplicatedLog: Sendable {
                 effect.adopted.append((old, member))
             }
         }
+        electWriterIfNeeded()
         return effect
     }
 
@@ -355,6 +367,7 @@ public struct ReplicatedLog: Sendable {
             synced.insert(member)
             unsyncedAge.removeValue(forKey: member)
         }
+        electWriterIfNeeded()
     }
 
     // MARK: Helpers
