@@ -19,7 +19,10 @@ if ! grep -qE 'Test run with [0-9]+ tests? (in [0-9]+ suites? )?passed' /tmp/mir
     echo "unit tests failed"
     exit 1
 fi
-echo "== cluster simulation: 10,000 seeds (Docs/simulation.md)" && swift build -c release --product mirrorlog-sim && .build/release/mirrorlog-sim --count 10000 --known Tests/simulation/known-failures.txt --tail 60
+
+echo "== cluster simulation: 10,000 seeds (Docs/simulation.md)"
+swift build -c release --product mirrorlog-sim
+.build/release/mirrorlog-sim --count 10000 --known Tests/simulation/known-failures.txt --tail 60
 
 echo "== daemon tests on this host (test socket transport, loop device)"
 python3 Tests/host/daemon_socket_test.py "$repo/.build/release/mirrorlogd"
@@ -35,4 +38,6 @@ bash Tests/cluster/bench-cluster.sh "$repo/.build/release/mirrorlogd" "$repo/.bu
 
 echo "== real-kernel end-to-end suite (QEMU/TCG, takes several minutes)"
 MIRRORLOGD_BIN="$repo/.build/release/mirrorlogd" bash Tests/vm/run-vm-suite.sh
-bash Tests/vm/two-node/run-two-node.sh "$repo/.build/release/mirrorlogd"   # two guests, corosync, a node crash
+
+echo "== real-kernel two-node test (two guests, corosync, a node crash)"
+bash Tests/vm/two-node/run-two-node.sh "$repo/.build/release/mirrorlogd"
