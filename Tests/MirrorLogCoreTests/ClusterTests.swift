@@ -171,6 +171,8 @@ struct ClusterTests {
         k.sim.start(restarted)
         #expect(k.ask(.constructor, ctr("\(8 * 1024) clustered-core 1024 sync", nul: true), on: restarted) == .ok)
         #expect(k.ask(.resume, on: restarted) == .ok)
+        // The reconnected kernel kept the hint it had cached: its recovery is restarted.
+        #expect(k.sim.recoveryRestarts.map(\.member) == [restarted])
         // Node 2's kernel is still copying region 0: nobody else gets it, and writers are told.
         #expect(k.resyncWork(on: nodeA)! == 1)
         #expect(k.remoteRecovering(0, on: nodeA)?.0 == true)

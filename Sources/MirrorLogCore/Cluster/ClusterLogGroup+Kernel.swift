@@ -23,7 +23,9 @@ extension ClusterLogGroup {
             // primary leg only, and nobody would resync it.
             operation = .inSync(region)
         case .getSyncCount:
-            return [.reply(header, Reply(payload: .count(status == .active ? replica!.reportedSyncCount : 0)))]
+            let count = status == .active ? replica!.reportedSyncCount : 0
+            if count >= regionCount { kernelHintMayBeFull = true }
+            return [.reply(header, Reply(payload: .count(count)))]
         case .statusInfo:
             return [.reply(header, Reply(payload: .text(statusInfo(luid: header.luid))))]
         case .statusTable:
@@ -94,6 +96,11 @@ extension ClusterLogGroup {
             localMarks.fill(false)
         case .resume:
             latched = false
+            if stateLost && !reconnectResumeSeen {
+                reconnectResumeSeen = true
+            } else {
+                kernelHintMayBeFull = false
+            }
         default:
             break
         }

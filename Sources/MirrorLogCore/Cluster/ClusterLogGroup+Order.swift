@@ -38,7 +38,13 @@ extension ClusterLogGroup {
         let outcome = replica!.apply(operation, from: sender, localIsWriter: writer)
         var out: [ClusterDirective] = []
         let mine = sender == me
+        let firstReconnectResume = mine && operation == .resume && stateLost && !reconnectResumeSeen
         if mine { noteLocalApplied(operation) }
+        // The kernel reconnected with the hint it cached before the daemon went away: if anything
+        // needs resync, only a real resume makes it ask for resync work again.
+        if firstReconnectResume, kernelHintMayBeFull, let replica, replica.log.syncCount < replica.regionCount, !instances.isEmpty {
+            out.append(.restartRecovery(uuid: uuid))
+        }
         switch outcome {
         case let .reply(reply):
             if mine { out += answer(token, reply) }
@@ -72,7 +78,7 @@ extension ClusterLogGroup {
             out.append(notice(.info, "recovery generation \(generation) done: failed members' regions are out of sync and resynced first (\(replica!.priority.count) region(s))"))
             // Our kernel saw the mirror in sync and cached in_sync_hint = region count: it asks
             // for resync work again only after a resume.
-            if latched, !replica!.priority.isEmpty, !instances.isEmpty { out.append(.restartRecovery(uuid: uuid)) }
+            if latched || kernelHintMayBeFull, !replica!.priority.isEmpty, !instances.isEmpty { out.append(.restartRecovery(uuid: uuid)) }
         default:
             break
         }

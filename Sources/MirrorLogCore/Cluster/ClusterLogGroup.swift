@@ -51,6 +51,12 @@ public struct ClusterLogGroup: Sendable {
     var loadWaiters: [UInt64] = []
     /// Local view: all regions were in sync since our last RESUME (IN_SYNC then answers 1).
     var latched = false
+    /// Our kernel may have cached in_sync_hint = region count: it was told the mirror is in sync
+    /// (GET_SYNC_COUNT), or it reconnected to this daemon with a hint from before. Only a real
+    /// resume resets that hint; the kernel's reconnect RESUME does not.
+    var kernelHintMayBeFull = false
+    /// The first RESUME after a reconnect constructor was applied.
+    var reconnectResumeSeen = false
     /// Regions our kernel holds marks on, to re-mark after we rejoin with a fresh state.
     var localMarks: Bitmap
     /// The kernel reconnected after the daemon was gone (CTR with NUL): a founder cannot trust memory.
@@ -110,6 +116,7 @@ public struct ClusterLogGroup: Sendable {
         self.me = me
         self.stateLost = stateLost
         self.localMarks = Bitmap(count: arguments.regionCount)
+        self.kernelHintMayBeFull = stateLost
     }
 
     /// Any local instance's luid (disk I/O goes through its device).
