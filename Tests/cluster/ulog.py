@@ -3,7 +3,7 @@
 transport (`--kernel-socket`: a Unix SOCK_SEQPACKET socket carrying the netlink connector's bytes).
 
 Stdlib only. Encodes the uapi layout itself (see Tests/host/daemon_socket_test.py, from which the framing
-is factored, and /work/shared/REFERENCE.md section 1), and adds what a workload needs:
+is factored, and the uapi header linux/dm-log-userspace.h), and adds what a workload needs:
 
 - `Connection`: one socket per node (the kernel has one connector for all logs), a global seq counter,
   a reader thread that matches replies by seq (replies may come out of order across logs), pipelining
