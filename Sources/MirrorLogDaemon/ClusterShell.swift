@@ -185,7 +185,7 @@ final class ClusterShell {
                 let result = devices[luid]?.write(writes) ?? .failure(DeviceIOError(errno: 19, operation: "write: log device not open"))
                 work += node!.completeWrite(ticket: ticket, result)
             case let .notice(notice):
-                report(notice)
+                logger.report(notice)
             case let .restartRecovery(uuid):
                 recoveryRestarts.append(uuid)
             }
@@ -284,16 +284,5 @@ final class ClusterShell {
         quorum = nil
         if node != nil { run(node!.connectionLost()) }
         lastConnectAttempt = monotonicSeconds()
-    }
-
-    private func report(_ notice: Notice) {
-        var metadata: Logger.Metadata = [:]
-        if let uuid = notice.uuid { metadata["log"] = "\(shortUUID(uuid))" }
-        switch notice.level {
-        case .debug: logger.debug("\(notice.message)", metadata: metadata)
-        case .info: logger.info("\(notice.message)", metadata: metadata)
-        case .warning: logger.warning("\(notice.message)", metadata: metadata)
-        case .error: logger.error("\(notice.message)", metadata: metadata)
-        }
     }
 }

@@ -1,5 +1,6 @@
 import CMirrorLogSys
 import Logging
+import MirrorLogCore
 
 #if canImport(Glibc)
 import Glibc
@@ -66,6 +67,20 @@ public struct MirrorLogHandler: LogHandler {
         case .warning: 4
         case .error: 3
         case .critical: 2
+        }
+    }
+}
+
+extension Logger {
+    /// Writes a notice of the core at its level, tagged with its log's short uuid.
+    func report(_ notice: Notice) {
+        var metadata: Logger.Metadata = [:]
+        if let uuid = notice.uuid { metadata["log"] = "\(shortUUID(uuid))" }
+        switch notice.level {
+        case .debug: debug("\(notice.message)", metadata: metadata)
+        case .info: info("\(notice.message)", metadata: metadata)
+        case .warning: warning("\(notice.message)", metadata: metadata)
+        case .error: error("\(notice.message)", metadata: metadata)
         }
     }
 }

@@ -65,7 +65,7 @@ final class RequestProcessor {
         var output = engine.handle(request)
         // Each request needs at most: open, or read then write, or write. Bound the loop anyway.
         for _ in 0 ..< 8 {
-            report(output.notices)
+            for notice in output.notices { logger.report(notice) }
             if let uuid = output.restartRecoveryOf { recoveryRestarts.append(uuid) }
             switch output.action {
             case let .reply(reply):
@@ -110,18 +110,6 @@ final class RequestProcessor {
         }
     }
 
-    private func report(_ notices: [Notice]) {
-        for notice in notices {
-            var metadata: Logger.Metadata = [:]
-            if let uuid = notice.uuid { metadata["log"] = "\(shortUUID(uuid))" }
-            switch notice.level {
-            case .debug: logger.debug("\(notice.message)", metadata: metadata)
-            case .info: logger.info("\(notice.message)", metadata: metadata)
-            case .warning: logger.warning("\(notice.message)", metadata: metadata)
-            case .error: logger.error("\(notice.message)", metadata: metadata)
-            }
-        }
-    }
 }
 
 /// Counters of what the daemon saw, for dumps.
