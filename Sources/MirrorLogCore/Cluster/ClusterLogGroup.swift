@@ -12,8 +12,6 @@ enum GroupEvent: Sendable {
 public struct ClusterLogGroup: Sendable {
     public let uuid: String
     public let uuidBytes: [UInt8]
-    /// The log's name in the cluster, for messages (`mirrorlogd:<uuid>`).
-    public let name: String
     public let arguments: ConstructorArguments
     /// This daemon's identity in the group.
     public let me: MemberID
@@ -96,22 +94,9 @@ public struct ClusterLogGroup: Sendable {
         var next: Int
     }
 
-    /// The log's name in the cluster: `mirrorlogd:` and the uuid, shortened with a digest past 127 bytes.
-    public static func displayName(for uuid: String) -> String {
-        let name = "mirrorlogd:" + uuid
-        if name.utf8.count <= 127 { return name }
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in uuid.utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x100_0000_01b3
-        }
-        return "mirrorlogd:" + String(uuid.utf8.prefix(90).map { Character(UnicodeScalar($0)) }) + "#" + String(hash, radix: 16)
-    }
-
     init(uuidBytes: [UInt8], arguments: ConstructorArguments, me: MemberID, stateLost: Bool) {
         self.uuidBytes = uuidBytes
         self.uuid = String(decoding: uuidBytes, as: UTF8.self)
-        self.name = Self.displayName(for: uuid)
         self.arguments = arguments
         self.me = me
         self.stateLost = stateLost
