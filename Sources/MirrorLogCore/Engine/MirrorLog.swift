@@ -133,15 +133,12 @@ public struct MirrorLog: Sendable {
     /// SET_REGION_SYNC: recovery of `region` finished (in sync) or a leg write failed (out of sync).
     public mutating func setRegionSync(_ region: UInt64, inSync: Bool, by member: MemberID) {
         if recovering[region] != nil { recovering.removeValue(forKey: region) }
-        if sync.update(region, to: inSync) {
-            if inSync {
-                syncCount += 1
-            } else {
-                syncCount -= 1
-                if region < lowestUnsyncedBound { lowestUnsyncedBound = region }
-            }
+        if inSync {
+            if sync.update(region, to: true) { syncCount += 1 }
+            setClean(region, !marks.isHeld(region))
+        } else {
+            markOutOfSync(region)
         }
-        setClean(region, inSync && !marks.isHeld(region))
         refreshLatch()
     }
 
