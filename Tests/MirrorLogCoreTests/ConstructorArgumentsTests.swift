@@ -109,8 +109,11 @@ import Testing
         #expect(Self.error("131072 core 1") == .badRegionSize("1", reason: "must be at least 2 sectors"))
         #expect(Self.error("131072 core 1000") == .badRegionSize("1000", reason: "must be a power of two"))
         #expect(Self.error("131072 core 3") == .badRegionSize("3", reason: "must be a power of two"))
-        // Like cmirrord, a region larger than the device is accepted: the log has one region.
-        #expect((try? ConstructorArguments.parse("1000 core 1024"))?.regionCount == 1)
+        // Like the kernel's own logs (and unlike cmirrord), a region larger than the device is refused.
+        #expect(Self.error("1000 core 1024") == .badRegionSize("1024", reason: "larger than the device (1000 sectors)"))
+        #expect(Self.error("65536 clustered-disk 7:3 131072 nosync") == .badRegionSize("131072", reason: "larger than the device (65536 sectors)"))
+        #expect((try? ConstructorArguments.parse("1024 core 1024"))?.regionCount == 1)
+        #expect((try? ConstructorArguments.parse("1025 core 1024"))?.regionCount == 2)
         #expect(Self.error("131072 disk 7:3 6") == .badRegionSize("6", reason: "must be a power of two"))
     }
 
@@ -135,8 +138,7 @@ import Testing
         #expect(Self.error("\(max * 8) disk 7:3 4") == .tooManyRegions(max * 2))
     }
 
-    /// BUG: `regionCount` computes `lengthSectors + regionSize - 1`, which overflows (a trap) for a
-    /// target length within `regionSize` of `UInt64.max`; parse() should answer `.tooManyRegions`.
+    /// A target length within `regionSize` of `UInt64.max` must be refused, not trap in `regionCount`.
     @Test func hugeLengthIsRefusedNotATrap() async {
         await #expect(processExitsWith: .success) {
             let result = Result { () throws(ConstructorError) in try ConstructorArguments.parse("18446744073709551615 core 1024") }

@@ -5,7 +5,8 @@ public struct ConstructorArguments: Sendable, Equatable {
     public var logType: LogType
     /// The log device, for `disk` and `clustered-disk`.
     public var logDevice: LogDeviceSpec?
-    /// Region size in sectors: a power of two, at least 2 (larger than the device is allowed, as cmirrord does).
+    /// Region size in sectors: a power of two, at least 2, and not larger than the target (as the
+    /// kernel's own logs require).
     public var regionSize: UInt32
     public var syncMode: SyncMode
     public var blockOnError: Bool
@@ -47,6 +48,10 @@ public struct ConstructorArguments: Sendable, Equatable {
         guard let region = UInt32(regionWord) else { throw .badRegionSize(regionWord, reason: "not a number of sectors") }
         guard region >= 2 else { throw .badRegionSize(regionWord, reason: "must be at least 2 sectors") }
         guard region & (region - 1) == 0 else { throw .badRegionSize(regionWord, reason: "must be a power of two") }
+        // The kernel's own logs refuse it too (`_check_region_size`, drivers/md/dm-log.c).
+        guard UInt64(region) <= length else {
+            throw .badRegionSize(regionWord, reason: "larger than the device (\(length) sectors)")
+        }
 
         var sync = SyncMode.default
         var blockOnError = false
