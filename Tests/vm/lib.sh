@@ -21,12 +21,16 @@ set_throttle() { [[ -w ${THROTTLE:-} ]] && echo "$1" > "$THROTTLE"; return 0; }
 # Builds a one-line dm-mirror table. MODE "userspace" puts the log behind the
 # userspace log type (served by mirrorlogd); MODE "kernel" uses the kernel's own
 # core/disk log with the same arguments (self-test of the checks, no daemon).
+# KIND: core, disk, clustered-core or clustered-disk.
 mirror_table() {
     local -n _out=$1
     local mode=$2 kind=$3 uuid=$4 len=$5 region=$6 syncarg=$7 l1=$8 l2=$9
     local logdev=${10:-} iflush=${11:-} features=${12:-}
     local args=()
-    [[ $kind == disk ]] && args+=("$logdev")
+    # the kernel's own logs have no clustered types: kernel mode maps
+    # clustered-core -> core and clustered-disk -> disk
+    [[ $mode == kernel ]] && kind=${kind#clustered-}
+    [[ $kind == *disk ]] && args+=("$logdev")
     args+=("$region")
     [[ -n $syncarg ]] && args+=("$syncarg")
     local tail="2 $l1 0 $l2 0"
@@ -74,3 +78,8 @@ netlink_dm_listener() {
     done < /proc/net/netlink
     return 1
 }
+
+# is_disk_kind KIND: true for disk and clustered-disk.
+is_disk_kind() { [[ $1 == disk || $1 == clustered-disk ]]; }
+# is_clustered_kind KIND: true for clustered-core and clustered-disk.
+is_clustered_kind() { [[ $1 == clustered-* ]]; }

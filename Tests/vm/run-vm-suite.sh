@@ -43,7 +43,7 @@ if [[ $MODE == userspace ]]; then
 fi
 require_vm_tools || exit 2
 
-VM_TIMEOUT=${VM_TIMEOUT:-1200}
+VM_TIMEOUT=${VM_TIMEOUT:-2700}
 RES=$(mktemp -d "${TMPDIR:-/tmp}/mirrorlogd-vm.XXXXXX")
 chmod 755 "$RES"
 FAILED=1
