@@ -2,7 +2,13 @@
 # guest-node.sh — one node of the two-node real-kernel test of clustered-disk logs.
 # Runs INSIDE a virtme-ng guest (started by run-two-node.sh), as root.
 #
-#   guest-node.sh --node 1|2 --shared DIR
+#   guest-node.sh --node 1|2 --shared DIR [--phase crash|restart]
+#
+# Without --phase: two-node-crash-recovery (below). With --phase (config.sh
+# sets SCENARIO=whole-cluster): two-node-whole-cluster-restart, whose first
+# boot (crash) has both nodes write and crash one after the other, and whose
+# second boot (restart) re-creates the mirror on the same disks without
+# nosync and checks the resync and the data (see the functions wc_*).
 #
 # DIR is the host directory both guests mount read-write (vng --rwdir). It
 # holds config.sh (written by the host), the daemon binary, the data patterns,
@@ -35,20 +41,23 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=Tests/vm/lib.sh
 source "$HERE/../lib.sh"
 
-NODE="" SHARED=""
+NODE="" SHARED="" PHASE=""
 while (( $# )); do
     case $1 in
         --node) NODE=$2; shift 2 ;;
         --shared) SHARED=$2; shift 2 ;;
+        --phase) PHASE=$2; shift 2 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
 [[ $NODE == 1 || $NODE == 2 ]] || { echo "--node 1|2 is required" >&2; exit 2; }
 [[ -n $SHARED && -f $SHARED/config.sh ]] || { echo "--shared DIR with config.sh is required" >&2; exit 2; }
+[[ -z $PHASE || $PHASE == crash || $PHASE == restart ]] || { echo "--phase crash|restart" >&2; exit 2; }
 # shellcheck source=/dev/null
 source "$SHARED/config.sh"
 # config.sh sets: UUID DM LEG_MB REGION BS R1_OFF R1_LEN R2_OFF R2_LEN CRASH_AFTER
-# DELAY_MS NET MAC1 MAC2 TOKEN_MS GUEST_LIMIT (offsets and lengths in bytes)
+# DELAY_MS NET MAC1 MAC2 TOKEN_MS GUEST_LIMIT (offsets and lengths in bytes);
+# for two-node-whole-cluster-restart also SCENARIO=whole-cluster NODE1_MORE
 
 OTHER=$((3 - NODE))
 BIN=$SHARED/mirrorlogd
@@ -444,17 +453,23 @@ node1() {
 
 # ---------------------------------------------------------------- node 2 ----
 
+# make_delay_leg NAME: a dm-delay device NAME over $LEG2 that holds writes for
+# DELAY_MS (reads undelayed); MLEG2 becomes the mirror's second leg.
+make_delay_leg() {
+    modprobe dm-delay || fail "modprobe dm-delay failed"
+    local sectors out
+    sectors=$(blockdev --getsz "$LEG2") || fail "blockdev --getsz $LEG2 failed"
+    out=$(timeout 60 dmsetup create "$1" --table "0 $sectors delay $LEG2 0 0 $LEG2 0 $DELAY_MS" 2>&1) ||
+        fail "dmsetup create $1 (delay) failed: $out"
+    MLEG2=/dev/mapper/$1
+}
+
 node2() {
     wait_until 240 "node 1 to create the mirror" exists created-1
     # Node 2's second leg is a dm-delay device over the shared disk: its
     # writes reach that leg DELAY_MS late, so the crash below leaves the
     # region being written different on the two legs.
-    modprobe dm-delay || fail "modprobe dm-delay failed"
-    local sectors out
-    sectors=$(blockdev --getsz "$LEG2") || fail "blockdev --getsz $LEG2 failed"
-    out=$(timeout 60 dmsetup create n2leg2 --table "0 $sectors delay $LEG2 0 0 $LEG2 0 $DELAY_MS" 2>&1) ||
-        fail "dmsetup create n2leg2 (delay) failed: $out"
-    MLEG2=/dev/mapper/n2leg2
+    make_delay_leg n2leg2
     create_mirror
     touch "$SHARED/created-2"
     wait_until 180 "node 1 to start writing" exists writing-1
@@ -466,10 +481,186 @@ node2() {
     fail "node 2 did not crash (node2-writer.py exit $rc; $(node2_blocks) blocks done)"
 }
 
+
+# ------------------------------------------- two-node-whole-cluster-restart ----
+#
+# Boot 1 (--phase crash): both nodes have a dm-delay second leg and write with
+# node2-writer.py (node 1: blocks of [R1_OFF, R1_OFF+R1_LEN), node 2: of
+# [R2_OFF, R2_OFF+R2_LEN), each block once, completed blocks recorded in
+# nodeN-done.{a,b}). Node 2 crashes first (after CRASH_AFTER blocks, a
+# second-leg write held); node 1 keeps writing until corosync shows 1 member
+# and it completed NODE1_MORE more blocks, then crashes the same way. Nothing
+# is removed: the log device keeps what the daemons last wrote. With
+# NODE1_CRASH=soon node 1 crashes as soon as node 2 did (a second-leg write
+# held), before corosync notices: node 2's marks are then still on the log.
+# Boot 2 (--phase restart): node 1 creates the mirror on the plain legs with
+# the same uuid, log device and region size but without nosync, records the
+# sync count dmsetup status shows right after the create (first-status-1),
+# and waits for N/N; node 2 creates it as soon as node 1 has. Both verify
+# (wc_verify): legs identical, every completed block of both nodes right on
+# both legs and through the mirror, the unwritten areas zero. Node 1 waits for
+# node 2's verdict, removes the mirror last and writes result-1.
+
+node_blocks() { cat "$SHARED"/node"$1"-done.* 2>/dev/null | grep -c '^[0-9]'; }
+
+wc_writer_alive() {
+    kill -0 "$WRITER" 2>/dev/null && return 0
+    wait "$WRITER"
+    fail "node $NODE's writer exited (status $?) before node $NODE crashed; $(node_blocks "$NODE") blocks done; $(grep -h '^error' "$SHARED"/node"$NODE"-done.* 2>/dev/null | head -n 1)"
+}
+wc_started() { wc_writer_alive; (( $(node_blocks 1) >= 1 )); }
+wc_crash2_announced() { wc_writer_alive; exists crashing-2; }
+wc_alone() { wc_writer_alive; [[ $(members) == 1 ]]; }
+wc_blocks_at_least() { wc_writer_alive; (( $(node_blocks 1) >= $1 )); }
+
+# wc_crash_note TEXT: node 1's notes from the crash boot (it leaves no result).
+wc_crash_note() { say "note: $*"; printf '%s\n' "$*" >> "$SHARED/crash-notes-1"; }
+
+wc_node1_crash() {
+    make_delay_leg n1leg2
+    create_mirror
+    touch "$SHARED/created-1"
+    wait_until 180 "node 2 to create the mirror" exists created-2
+    python3 "$HERE/node2-writer.py" --node 1 --dev "/dev/mapper/$DM" --pattern "$PAT1" --offset "$R1_OFF" \
+        --bs "$BS" --blocks $((R1_LEN / BS)) --shared "$SHARED" --crash-after 1 \
+        --watch-dm n1leg2 --gate "$W/gate-1" --limit $((GUEST_LIMIT - SECONDS > 30 ? GUEST_LIMIT - SECONDS - 20 : 10)) &
+    WRITER=$!
+    wait_until 120 "node 1's first completed block" wc_started
+    touch "$SHARED/writing-1"
+    say "writing node 1's range; node 1 crashes after node 2, once alone and $NODE1_MORE more blocks are done"
+    wait_until 240 "node 2 to crash itself" wc_crash2_announced
+    local t=$SECONDS b0
+    say "node 2 crashes now (it completed $(node_blocks 2) blocks; node 1 $(node_blocks 1))"
+    if [[ ${NODE1_CRASH:-alone} == alone ]]; then
+        wait_until 120 "corosync on node 1 to show 1 member" wc_alone
+        b0=$(node_blocks 1)
+        wc_crash_note "corosync on node 1 showed 1 member $((SECONDS - t))s after node 2's crash"
+        wait_until 90 "node 1 to complete $NODE1_MORE more blocks" wc_blocks_at_least $((b0 + NODE1_MORE))
+    fi
+    # (NODE1_CRASH=soon: at once, before corosync notices node 2's absence.)
+    wc_crash_note "node 1 crashes $((SECONDS - t))s after node 2 (NODE1_CRASH=${NODE1_CRASH:-alone}; sync count then $(sync_ratio "$DM"), node 1 completed $(node_blocks 1) blocks, node 2 $(node_blocks 2))"
+    kill -USR1 "$DAEMON_PID" 2>/dev/null && sleep 0.5    # state dump into the daemon log
+    touch "$W/gate-1"
+    t=$SECONDS
+    while kill -0 "$WRITER" 2>/dev/null && (( SECONDS - t < 60 )); do sleep 0.3; done
+    wc_writer_alive
+    fail "node 1's writer did not crash the kernel within 60 s of the gate"
+}
+
+# wc_watch_sync LIMIT: polls the sync count until N/N; MIN_RATIO is the
+# lowest count seen, SYNC_S the seconds it took.
+wc_watch_sync() {
+    local limit=$1 start=$SECONDS r min=""
+    while :; do
+        r=$(sync_ratio "$DM")
+        if [[ $r =~ ^([0-9]+)/([0-9]+)$ ]]; then
+            if [[ -z $min ]] || (( BASH_REMATCH[1] < min )); then min=${BASH_REMATCH[1]}; fi
+            (( BASH_REMATCH[1] == BASH_REMATCH[2] && BASH_REMATCH[2] > 0 )) && break
+        fi
+        [[ -e $ABORT ]] && fail "stopped waiting for $DM to sync: $(head -n 1 "$ABORT")"
+        (( SECONDS - start >= limit || SECONDS >= GUEST_LIMIT )) &&
+            fail "not in sync ${limit}s after the restart: $(timeout 20 dmsetup status "$DM" 2>&1) (lowest sync count seen ${min:-none})"
+        sleep 0.2
+    done
+    MIN_RATIO=$min/$(regions) SYNC_S=$((SECONDS - start))
+}
+
+# wc_create_default: the mirror on the plain legs without nosync; FIRST_RATIO
+# is the sync count dmsetup status shows right after the create.
+wc_create_default() {
+    local table out
+    table="0 $LEN mirror userspace 4 $UUID clustered-disk $LOGDEV $REGION 2 $LEG1 0 $LEG2 0"
+    say "dmsetup create $DM: $table"
+    out=$(timeout 120 dmsetup create "$DM" --table "$table" 2>&1) || fail "dmsetup create (restart) failed: $out"
+    FIRST_RATIO=$(sync_ratio "$DM")
+    say "created; sync count right after the create: ${FIRST_RATIO:-?}"
+    echo "${FIRST_RATIO:-?}" > "$SHARED/first-status-$NODE"
+}
+
+# wc_check_blocks N PATTERN OFFSET LENGTH DEV: every block node N recorded as
+# completed reads back from DEV as PATTERN's block. Sets CHECKED.
+wc_check_blocks() {
+    local n=$1 pat=$2 off=$3 len=$4 dev=$5 b out
+    CHECKED=0
+    dd if="$dev" of="$W/range" bs=1M iflag=direct,skip_bytes,count_bytes skip="$off" count="$len" status=none ||
+        fail "cannot read node $n's range from $dev"
+    while read -r b; do
+        [[ $b =~ ^[0-9]+$ ]] || continue
+        out=$(cmp -n "$BS" -i "$((b * BS)):$((b * BS))" "$pat" "$W/range" 2>&1) ||
+            fail "after the restart, node $n's completed block $b (byte $((off + b * BS))) is wrong on $dev: $out"
+        CHECKED=$((CHECKED + 1))
+    done < <(cat "$SHARED"/node"$n"-done.* 2>/dev/null)
+    rm -f "$W/range"
+}
+
+wc_verify() {
+    local out st dev n1=0 n2=0
+    out=$(cmp <(dd if="$LEG1" bs=1M iflag=direct count="$LEG_MB" status=none) \
+              <(dd if="$LEG2" bs=1M iflag=direct count="$LEG_MB" status=none) 2>&1) ||
+        fail "legs differ after the restart resync: $out"
+    for dev in "/dev/mapper/$DM" "$LEG1" "$LEG2"; do
+        wc_check_blocks 1 "$PAT1" "$R1_OFF" "$R1_LEN" "$dev"; n1=$CHECKED
+        wc_check_blocks 2 "$PAT2" "$R2_OFF" "$R2_LEN" "$dev"; n2=$CHECKED
+    done
+    (( n1 >= 1 && n2 >= CRASH_AFTER )) || fail "too few completed blocks recorded: node 1 $n1, node 2 $n2"
+    out=$(cmp -n $((R2_OFF - R1_OFF - R1_LEN)) /dev/zero \
+              <(dd if="/dev/mapper/$DM" bs=1M iflag=direct,skip_bytes,count_bytes skip=$((R1_OFF + R1_LEN)) count=$((R2_OFF - R1_OFF - R1_LEN)) status=none) 2>&1) ||
+        fail "unwritten area between the ranges is not zero: $out"
+    out=$(cmp -n $((LEG_MB * MB - R2_OFF - R2_LEN)) /dev/zero \
+              <(dd if="/dev/mapper/$DM" bs=1M iflag=direct,skip_bytes skip=$((R2_OFF + R2_LEN)) status=none) 2>&1) ||
+        fail "unwritten area after node 2's range is not zero: $out"
+    st=$(timeout 20 dmsetup status "$DM" 2>&1)
+    [[ $st == *COM_FAILURE* ]] && fail "status shows COM_FAILURE: $st"
+    awk '$3 == "mirror" { n = $4; h = $(7 + n); if (h !~ /^A+$/) exit 1 }' <<< "$st" || fail "leg health not all A: $st"
+    [[ $st =~ [[:space:]]D$ ]] && fail "log device marked failed (D): $st"
+    is_in_sync "$DM" || fail "not in sync after the verification: $st"
+    VERIFIED="legs identical; node 1's $n1 and node 2's $n2 completed blocks correct on both legs and through the mirror; unwritten areas zero"
+    say "$VERIFIED"
+}
+
+wc_node1_restart() {
+    wc_create_default
+    touch "$SHARED/created-1"
+    wc_watch_sync 240
+    note "sync count right after the create ${FIRST_RATIO:-?}, lowest seen $MIN_RATIO, in sync after ${SYNC_S}s"
+    wait_until 180 "node 2 to create the mirror" exists created-2
+    wc_verify
+    wait_until 300 "node 2's verdict" exists result-2
+    grep -q '^PASS' "$SHARED/result-2" || fail "node 2: $(sed -n '1s/^FAIL //p' "$SHARED/result-2")"
+    kill -USR1 "$DAEMON_PID" 2>/dev/null
+    sleep 0.5
+    finish
+    printf 'PASS %s; %s; node 2: %s\n' "$VERIFIED" "$(printf '%s; ' "${NOTES[@]}" | sed 's/; $//')" \
+        "$(sed -n '1s/^PASS //p' "$SHARED/result-2")" > "$RESULT"
+    dmesg > "$SHARED/dmesg-node1.txt" 2>/dev/null
+    say "PASS"
+}
+
+wc_node2_restart() {
+    wait_until 240 "node 1 to create the mirror" exists created-1
+    wc_create_default
+    touch "$SHARED/created-2"
+    wc_watch_sync 240
+    note "sync count right after the create ${FIRST_RATIO:-?}, lowest seen $MIN_RATIO, in sync after ${SYNC_S}s"
+    wc_verify
+    kill -USR1 "$DAEMON_PID" 2>/dev/null
+    sleep 0.5
+    finish
+    printf 'PASS %s; %s\n' "$VERIFIED" "$(printf '%s; ' "${NOTES[@]}" | sed 's/; $//')" > "$RESULT"
+    say "PASS"
+}
+
 main() {
     say "node $NODE starting (guest budget ${GUEST_LIMIT}s)"
     setup
-    if (( NODE == 1 )); then node1; else node2; fi
+    case ${PHASE:-none}/$NODE in
+        none/1) node1 ;;
+        none/2) node2 ;;
+        crash/1) wc_node1_crash ;;
+        crash/2) node2 ;;              # the same victim as in two-node-crash-recovery
+        restart/1) wc_node1_restart ;;
+        restart/2) wc_node2_restart ;;
+    esac
 }
 
 main; exit $?

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run-two-node.sh — real-kernel two-node test of mirrorlogd's clustered-disk log.
 #
-#   Tests/vm/two-node/run-two-node.sh [--keep] [MIRRORLOGD_BIN]
+#   Tests/vm/two-node/run-two-node.sh [--keep] [--whole-cluster] [MIRRORLOGD_BIN]
 #
 # Boots two virtme-ng guests (QEMU/TCG, the Debian kernel) linked by a QEMU
 # socket netdev, both attached to the same three raw image files (two mirror
@@ -12,13 +12,28 @@
 # again and checks the legs and the data (guest-node.sh). The host then checks
 # the image files again.
 #
+# With --whole-cluster it runs two-node-whole-cluster-restart instead
+# (whole-cluster.sh): both nodes write, node 2 crashes, then node 1 (writes in
+# flight on both), and both guests boot again on the same image files and
+# re-create the mirror without nosync. The host counts the regions the log
+# device marks dirty between the two boots (only those may be resynced;
+# bounds at WC_MAX_DIRTY below) and checks that every region where the legs
+# differ is among them; the second boot checks the resync and every completed
+# block of both nodes on both legs and through the mirror.
+#
 #   MIRRORLOGD_BIN     daemon binary if not given as argument
 #                      (default <repo>/.build/release/mirrorlogd; not built here)
-#   TWO_NODE_TIMEOUT   seconds for the whole test (default 600)
+#   TWO_NODE_TIMEOUT   seconds for the whole test (default 600; 900 with
+#                      --whole-cluster)
+#   TWO_NODE_WC_NODE1_CRASH  --whole-cluster: when node 1 crashes after node 2:
+#                      alone (default: once corosync shows it alone and it
+#                      wrote 4 more blocks) or soon (at once, with node 2's
+#                      marks still on the log device)
 #   --keep             keep the results directory even when the test passed
 #
-# Prints "PASS two-node-crash-recovery ..." or "FAIL two-node-crash-recovery:
-# <reason>" and exits 0 / 1 (2: cannot run). Progress goes to stderr. On a
+# Prints "PASS <test> ..." or "FAIL <test>: <reason>" (<test> is
+# two-node-crash-recovery or two-node-whole-cluster-restart) and exits
+# 0 / 1 (2: cannot run). Progress goes to stderr. On a
 # failure the results directory (consoles, both daemons' and corosyncs' logs,
 # node 1's dmesg) is kept and its path printed; the images are always deleted.
 
@@ -30,10 +45,11 @@ REPO=$(cd "$HERE/../../.." && pwd)
 source "$HERE/../common.sh"
 
 TEST=two-node-crash-recovery
-KEEP=0
+KEEP=0 WHOLE=0
 while (( $# )); do
     case $1 in
         --keep) KEEP=1; shift ;;
+        --whole-cluster) WHOLE=1; TEST=two-node-whole-cluster-restart; shift ;;
         -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "unknown option: $1" >&2; exit 2 ;;
         *) MIRRORLOGD_BIN=$1; shift ;;
@@ -47,7 +63,7 @@ for t in ss python3 cmp od; do
     command -v "$t" > /dev/null || { echo "run-two-node.sh: $t is missing (scripts/install-deps.sh)" >&2; exit 2; }
 done
 
-LIMIT=${TWO_NODE_TIMEOUT:-600}
+LIMIT=${TWO_NODE_TIMEOUT:-$(( WHOLE ? 900 : 600 ))}
 VM_LIMIT=$((LIMIT - 40))            # each VM; the host's checks and cleanup fit in the rest
 GUEST_LIMIT=$((VM_LIMIT - 60))      # the guest script's own budget (boot takes ~20-60 s)
 MB=$((1024 * 1024))
@@ -55,6 +71,20 @@ LEG_MB=64 REGION=1024 BS=$((256 * 1024))
 R1_OFF=0 R1_LEN=$((8 * MB))         # node 1: [0, 8 MiB), regions 0-15
 R2_OFF=$((32 * MB)) R2_LEN=$((16 * MB))  # node 2: [32, 48 MiB), regions 64-95
 CRASH_AFTER=24                      # of node 2's 64 blocks
+PAT1_LEN=$((2 * R1_LEN))            # node 1 writes passes alternating two halves
+if (( WHOLE )); then
+    # Both nodes write each block once (node2-writer.py), both second legs are
+    # 1 s dm-delay devices, so each writer thread completes at most one block
+    # per second: node 1's 128 blocks (2 threads) last at least 64 s, enough
+    # for node 2's crash after 16 blocks (>= 8 s), corosync's failure detection
+    # (~15 s) and NODE1_MORE more blocks.
+    R1_OFF=0 R1_LEN=$((32 * MB))            # node 1: regions 0-63
+    R2_OFF=$((40 * MB)) R2_LEN=$((16 * MB)) # node 2: regions 80-111
+    CRASH_AFTER=16 NODE1_MORE=4 PAT1_LEN=$R1_LEN
+    NODE1_CRASH=${TWO_NODE_WC_NODE1_CRASH:-alone}
+    [[ $NODE1_CRASH == alone || $NODE1_CRASH == soon ]] ||
+        { echo "run-two-node.sh: TWO_NODE_WC_NODE1_CRASH must be alone or soon" >&2; exit 2; }
+fi
 
 log() { printf '[host] %s %s\n' "$(date +%T)" "$*" >&2; }
 
@@ -132,12 +162,15 @@ trap 'log "interrupted"; exit 130' INT TERM HUP
 T0=$SECONDS
 truncate -s "${LEG_MB}M" "$IMG/leg1.img" "$IMG/leg2.img"
 truncate -s 1M "$IMG/log.img"
-head -c $((2 * R1_LEN)) /dev/urandom > "$SH/pat1"
+head -c "$PAT1_LEN" /dev/urandom > "$SH/pat1"
 head -c "$R2_LEN" /dev/urandom > "$SH/pat2"
 cp "$BIN" "$SH/mirrorlogd"          # a rebuild during the run cannot change it
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+pick_port() { PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); }
+pick_port
 RUNID=${WORK##*.}
-cat > "$SH/config.sh" <<EOF
+# write_config: config.sh for the guests (GUEST_LIMIT is per boot).
+write_config() {
+    cat > "$SH/config.sh" <<EOF
 UUID=mlt2node-$RUNID
 DM=mlt2
 LEG_MB=$LEG_MB REGION=$REGION BS=$BS
@@ -147,10 +180,16 @@ NET=192.168.77 MAC1=52:54:00:77:00:01 MAC2=52:54:00:77:00:02
 TOKEN_MS=${TWO_NODE_TOKEN_MS:-5000}
 GUEST_LIMIT=$GUEST_LIMIT
 EOF
+    (( WHOLE )) && echo "SCENARIO=whole-cluster NODE1_MORE=$NODE1_MORE NODE1_CRASH=$NODE1_CRASH" >> "$SH/config.sh"
+    return 0
+}
+write_config
 
-# start_vm N: boots node N in the background (VMPID[N]).
+# start_vm N [PHASE]: boots node N in the background (VMPID[N]); PHASE
+# (crash|restart, two-node-whole-cluster-restart only) goes to guest-node.sh
+# and names the console log.
 start_vm() {
-    local n=$1 mode=listen opts cmd
+    local n=$1 phase=${2:-} mode=listen opts cmd
     (( n == 2 )) && mode=connect
     opts="-netdev socket,id=cl0,$mode=127.0.0.1:$PORT -device virtio-net-pci,netdev=cl0,mac=52:54:00:77:00:0$n"
     local i=0 disk
@@ -160,9 +199,10 @@ start_vm() {
         opts+=" -device virtio-blk-pci,drive=d$i,share-rw=on,serial=${disk#*:}"
     done
     cmd="bash $(printf '%q' "$HERE/guest-node.sh") --node $n --shared $(printf '%q' "$SH")"
+    [[ -n $phase ]] && cmd+=" --phase $phase"
     timeout -k 15 "$VM_LIMIT" vng --run "$KIMG" --name "mlt-node$n" --user root --disable-kvm \
         --memory 1G --cpus 1 --rwdir "$SH" --exec "$cmd" --qemu-opts="$opts" \
-        < /dev/null > "$SH/console-node$n.log" 2>&1 &
+        < /dev/null > "$SH/console-node$n${phase:+-$phase}.log" 2>&1 &
     VMPID[$n]=$!
     log "node $n: vng pid ${VMPID[$n]} (netdev socket $mode 127.0.0.1:$PORT)"
 }
@@ -174,6 +214,12 @@ NOTES=()
 hnote() { NOTES+=("$*"); log "$*"; }
 
 log "kernel $KIMG, daemon $BIN; results in $SH; limit ${LIMIT}s"
+if (( WHOLE )); then
+    # shellcheck source=Tests/vm/two-node/whole-cluster.sh
+    source "$HERE/whole-cluster.sh"
+    whole_cluster
+    exit $?
+fi
 start_vm 1
 # node 2 connects to node 1's socket: wait until QEMU listens.
 t=$SECONDS
