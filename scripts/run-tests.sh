@@ -41,3 +41,6 @@ MIRRORLOGD_BIN="$repo/.build/release/mirrorlogd" bash Tests/vm/run-vm-suite.sh
 
 echo "== real-kernel two-node test (two guests, corosync, a node crash)"
 bash Tests/vm/two-node/run-two-node.sh "$repo/.build/release/mirrorlogd"
+
+echo "== real-kernel two-node whole-cluster restart (both nodes crash, both boot again on the same disks)"
+bash Tests/vm/two-node/run-two-node.sh --whole-cluster "$repo/.build/release/mirrorlogd"
