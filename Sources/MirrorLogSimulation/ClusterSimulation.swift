@@ -286,7 +286,7 @@ public struct ClusterSimulation: Sendable {
         }
         if options.trace, let first = deliveries.first(where: { replicaView(of: $0.member) != nil }), let view = replicaView(of: first.member) {
             let r = view.replica
-            note("  state at \(first.member): members=\(r.members) failed=\(r.failed) recovering=\(r.log.recovering.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }) suspects=\(r.suspects.map { s in (0 ..< s.count).filter { s[$0] } } ?? []) sync=\(r.log.syncCount) slots=\(r.slots.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" })")
+            note("  state at \(first.member): members=\(r.members) failed=\(r.failed) recovering=\(r.log.recovering.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }) suspects=\(r.suspects.map { s in (0 ..< s.count).filter { s[$0] } } ?? []) sync=\(r.log.syncCount) flush=\(r.ackedFlush)/\(r.flushNumber) dirty=\(r.log.hasDirtyBlocks) slots=\(r.slots.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" })")
         }
         if before != after {
             if after.count < before.count, quorumless {

@@ -243,6 +243,27 @@ struct ClusterTests {
         #expect(k.digests().count == 1, "\(k.sim.nodes.values.flatMap { $0.dumpLines() })")
     }
 
+    /// Issue 8: a clustered-disk log created and resumed without any write left its device without a
+    /// header. The kernel's own disk log writes the header and the clean bitmap at resume.
+    @Test("clustered-disk: create + resume writes the header and the clean bitmap before RESUME is answered",
+          arguments: [("nosync", true), ("sync", false), ("", false)])
+    func diskHeaderAtResume(mode: String, clean: Bool) {
+        var k = SimKernel()
+        k.bringUp([nodeA], table: "clustered-disk /dev/shared 1024 \(mode)", length: 64 * 1024 - 512)
+        let format = DiskLogFormat(regionCount: 64, blockSize: 512)
+        guard let image = k.sim.devices["/dev/shared"], case let .success(decoded) = format.decode(image) else {
+            Issue.record("no valid log on the device after create + resume (\(mode))")
+            return
+        }
+        #expect(decoded.recordedRegions == 64)
+        #expect(decoded.clean.popCount == (clean ? 64 : 0))
+        // A second member's resume changes nothing on the device and is answered at once.
+        k.sim.start(nodeB)
+        #expect(k.ask(.constructor, ctr("\(64 * 1024 - 512) clustered-disk /dev/shared 1024 \(mode)"), on: nodeB)?.error == 0)
+        #expect(k.ask(.resume, on: nodeB) == .ok)
+        #expect(k.digests().count == 1)
+    }
+
     @Test("clustered-disk: the writer keeps its role when a lower member joins, and hands it on when it leaves")
     func diskWriterStaysUntilItLeaves() {
         var k = SimKernel()

@@ -83,6 +83,11 @@ struct SimulationTests {
         (350, "the member that founded a log detached before its snapshot went out: the others waited forever"),
         (717, "a re-created log instance took another member's attach (naming its destroyed instance) for its own join"),
         (100042, "after (re)founding, a member re-marked regions whose clear its kernel had already sent"),
+        (121, "a device write of a state that was since replaced completed and multicast flushed(22) into the new state, "
+            + "whose flush numbers restarted at 0: later FLUSHes were answered before their marks reached the log device"),
+        (444, "the same stale flushed(n) of an older state (another schedule)"),
+        (486, "a state founded anew answered IS_REMOTE_RECOVERING with a hint past regions its log device (not read yet) records dirty"),
+        (9952, "the same answer before the log device was read (another schedule)"),
         (7, "simulator: dm-raid1 holds writes after a failed log flush (log_failure)"),
         (9, "simulator: a daemon's device writes complete in the order they were issued"),
         (12, "simulator: work in flight when no daemon holds the state any more is orphaned"),

@@ -64,6 +64,8 @@ extension ClusterLogGroup {
         }
         switch operation {
         case let .flushed(number, failed):
+            // A confirmation the state refused (not from its writer, or of a flush it never issued).
+            guard replica!.ackedFlush >= number else { break }
             let ready = flushWaiters.filter { $0.number <= number }
             flushWaiters.removeAll { $0.number <= number }
             for waiter in ready { out += answer(waiter.token, failed ? .failure(.ioError) : .ok) }
@@ -71,7 +73,12 @@ extension ClusterLogGroup {
         case .diskLoaded:
             let waiters = loadWaiters
             loadWaiters.removeAll()
-            for token in waiters { out += answer(token, .ok) }
+            // RESUMEs waiting for the load are answered once the image is back on the device.
+            if replica!.ackedFlush < replica!.flushNumber {
+                flushWaiters += waiters.map { (replica!.flushNumber, $0) }
+            } else {
+                for token in waiters { out += answer(token, .ok) }
+            }
             diskLoadInProgress = false
             out.append(notice(.info, "log device loaded: \(replica!.log.syncCount)/\(replica!.regionCount) regions in sync"))
         case let .recoveryDone(generation) where replica!.generation == generation && generationBefore != generation:
@@ -267,6 +274,10 @@ extension ClusterLogGroup {
         flushWaiters = []
         loadWaiters = []
         diskLoadInProgress = false
+        // Disk actions of the old state: their results must not reach the next state as `flushed`
+        // or `diskLoaded` (a stale `flushed(22)` confirmed flushes of a new state that were never
+        // written; found by the simulation, seed 121). Requests waiting for them are re-sent below.
+        diskTickets = [:]
         let waiting = pending.sorted { $0.key < $1.key }
         outbound = waiting.map { TokenedOperation(token: $0.key, operation: $0.value.operation) }
     }

@@ -127,7 +127,12 @@ public struct ReplicatedLog: Sendable {
             // after a daemon restart the kernel is still copying the region it was given (the
             // restarted daemon adopted it), so handing it out again would copy it twice at once.
             log.resyncCursor = 0
-            return needsDiskLoad ? .awaitDiskLoad : .reply(.ok)
+            if needsDiskLoad { return .awaitDiskLoad }
+            // A founded image that is not on the device yet: the kernel's own disk log writes the
+            // header and the clean bitmap at resume, so the device tells which regions are dirty
+            // even if no write ever comes.
+            if log.disk != nil, log.hasDirtyBlocks { return flush(localIsWriter: localIsWriter) }
+            return .reply(.ok)
         case .postsuspend:
             // The member's kernel stopped I/O before POSTSUSPEND: its marks and resync work are
             // handed over without a recovery cycle.
@@ -135,6 +140,8 @@ public struct ReplicatedLog: Sendable {
             releaseResyncWork(of: member)
             return flush(localIsWriter: localIsWriter)
         case let .flushed(number, failed):
+            // Only the writer of this state confirms, and only flushes this state issued.
+            guard member == writer, number <= flushNumber else { return .none }
             ackedFlush = max(ackedFlush, number)
             if failed {
                 log.diskWriteFailed()
@@ -145,8 +152,10 @@ public struct ReplicatedLog: Sendable {
             recoverDone(generation: generation)
             return .none
         case let .diskLoaded(clean):
-            applyDiskLoad(clean)
-            return .none
+            // What was read goes back at once: the header and the bitmap as the log is now (regions
+            // found dirty are out of sync), before any RESUME waiting for the load is answered.
+            guard applyDiskLoad(clean) else { return .none }
+            return flush(localIsWriter: localIsWriter)
         case .attach, .detach:
             // Membership: ClusterNode turns these into configuration changes of the log.
             return .none
@@ -193,6 +202,8 @@ public struct ReplicatedLog: Sendable {
     /// done. A count of region_count makes dm-raid1 set in_sync_hint to the region count and stop
     /// asking IS_REMOTE_RECOVERING (found by the simulation).
     public var reportedSyncCount: UInt64 {
+        // Before the log device was read nothing is known to be in sync.
+        if needsDiskLoad { return 0 }
         guard let suspects, lowestSuspect < regionCount else { return log.syncCount }
         var count = log.syncCount
         for (index, word) in suspects.words.enumerated() where word != 0 {
@@ -204,6 +215,9 @@ public struct ReplicatedLog: Sendable {
     /// IS_REMOTE_RECOVERING: recovering if another member resyncs the region or a failed member may be
     /// writing it. The hint never passes the lowest region that needs resync or may be written.
     mutating func remoteRecovery(of region: UInt64, askedBy member: MemberID) -> (isRecovering: Bool, inSyncHint: UInt64) {
+        // A state founded anew whose log device is not read yet: any region may need resync (the
+        // kernel holds the write and asks again; found by the simulation, seeds 486 and 9952).
+        if needsDiskLoad { return (true, 0) }
         var recovering = isSuspect(region)
         if let owner = log.recovering[region], owner != member { recovering = true }
         let hint = min(log.lowestUnsyncedRegion(), lowestSuspect)
@@ -386,8 +400,9 @@ public struct ReplicatedLog: Sendable {
         log.resyncCursor = 0
     }
 
-    private mutating func applyDiskLoad(_ loaded: Bitmap?) {
-        guard needsDiskLoad else { return }
+    @discardableResult
+    private mutating func applyDiskLoad(_ loaded: Bitmap?) -> Bool {
+        guard needsDiskLoad else { return false }
         needsDiskLoad = false
         let clean = loaded.flatMap { $0.count == regionCount ? $0 : nil } ?? Bitmap(count: regionCount)
         log.sync = clean
@@ -397,5 +412,6 @@ public struct ReplicatedLog: Sendable {
         log.resyncCursor = 0
         log.unmarkHeldRegionsClean()
         log.disk?.dirtyBlocks.fill(true)
+        return true
     }
 }
