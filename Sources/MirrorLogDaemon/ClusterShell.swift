@@ -12,6 +12,9 @@ final class ClusterShell {
     private var handles: [String: CPGGroup] = [:]
     /// Messages refused by flow control, per group, in order; retried from the event loop.
     private var backlog: [String: [[UInt8]]] = [:]
+    /// Groups whose `cpg_join` corosync answered with TRY_AGAIN; retried from the event loop, which
+    /// never sleeps for it.
+    private var pendingJoins: Set<String> = []
     private var devices: [UInt64: BlockDevice] = [:]
     private let runtimeDirectory: String
     private let logger: Logger
@@ -53,7 +56,7 @@ final class ClusterShell {
 
     /// Whether something waits for the event loop soon (flow-controlled messages).
     var wantsPromptTick: Bool {
-        backlog.values.contains { !$0.isEmpty } || (inFlight >= maxInFlight && (node?.hasOutbound ?? false))
+        !pendingJoins.isEmpty || backlog.values.contains { !$0.isEmpty } || (inFlight >= maxInFlight && (node?.hasOutbound ?? false))
     }
 
     /// Number of clustered log instances served.
@@ -123,6 +126,7 @@ final class ClusterShell {
         // are retried here every second.
         guard node != nil else { return }
         if !node!.connected { connect(force: false) }
+        for group in pendingJoins.sorted() { join(group) }
         retryBacklog()
         // A message that never comes back (corosync drops multicasts outside the group) must not
         // stop the flow: after 50 ms the window opens again.
@@ -162,10 +166,15 @@ final class ClusterShell {
                 join(group)
             case let .leave(group):
                 if let handle = handles.removeValue(forKey: group) {
-                    try? handle.leave()
+                    // One attempt: if corosync is busy, closing the handle is the leave (the others
+                    // then see this member go down rather than leave, which costs a recovery cycle).
+                    if (try? handle.tryLeave()) != true {
+                        logger.info("cpg_leave '\(group)' not accepted now; closing the handle instead")
+                    }
                     handle.close()
                 }
                 backlog.removeValue(forKey: group)
+                pendingJoins.remove(group)
             case let .multicast(group, bytes):
                 multicast(bytes, group: group)
             case let .openDevice(luid, spec):
@@ -195,10 +204,15 @@ final class ClusterShell {
     private func join(_ group: String) {
         do throws(CorosyncError) {
             let handle: CPGGroup
-            if let existing = handles[group] { handle = existing } else { handle = try CPGGroup(name: group) }
+            if let existing = handles[group] { handle = existing } else { handle = try CPGGroup(name: group, patience: .eventLoop) }
             handles[group] = handle
-            try handle.join()
+            if try handle.tryJoin() {
+                if pendingJoins.remove(group) != nil { logger.info("joined CPG group '\(group)' after corosync asked to try again") }
+            } else if pendingJoins.insert(group).inserted {
+                logger.info("corosync is busy (TRY_AGAIN) joining CPG group '\(group)'; retrying from the event loop")
+            }
         } catch {
+            pendingJoins.remove(group)
             if error.isConnectionLost {
                 connectionLost(error)
             } else {
@@ -250,9 +264,9 @@ final class ClusterShell {
         guard force || now - lastConnectAttempt >= 1 else { return }
         lastConnectAttempt = now
         do {
-            let monitor = try QuorumMonitor()
+            let monitor = try QuorumMonitor(patience: .eventLoop)
             if node == nil {
-                let probe = try CPGGroup(name: "mirrorlogd-probe")
+                let probe = try CPGGroup(name: "mirrorlogd-probe", patience: .eventLoop)
                 let me = probe.localMember
                 probe.close()
                 node = ClusterNode(me: me, quorum: QuorumView(quorate: monitor.isQuorate, nodes: monitor.nodes))
@@ -279,6 +293,7 @@ final class ClusterShell {
         for handle in handles.values { handle.close() }
         handles.removeAll()
         backlog.removeAll()
+        pendingJoins.removeAll()
         inFlight = 0
         quorum?.close()
         quorum = nil

@@ -29,7 +29,9 @@ public final class CPGGroup {
     /// Connects to the local corosync (`cpg_model_initialize`, CPG_MODEL_V1). Does not join: see ``join()``.
     ///
     /// Throws `CS_ERR_NAME_TOO_LONG` for a name over 128 bytes, without contacting corosync.
-    public init(name: String) throws(CorosyncError) {
+    /// `patience` bounds the retries of `CS_ERR_TRY_AGAIN`: ``RetryPatience/tool`` sleeps up to about
+    /// 1 s, ``RetryPatience/eventLoop`` a few milliseconds.
+    public init(name: String, patience: RetryPatience = .tool) throws(CorosyncError) {
         let bytes = Array(name.utf8)
         guard bytes.count <= Self.maximumNameLength else {
             throw CorosyncError(code: CorosyncError.nameTooLong,
@@ -48,7 +50,7 @@ public final class CPGGroup {
         model.flags = 0
         let context = Unmanaged.passUnretained(sink).toOpaque()
         var handle = cpg_handle_t()
-        var backoff = RetryBackoff.control()
+        var backoff = patience.backoff()
         let initialized = backoff.retrying {
             withUnsafeMutablePointer(to: &model) { pointer in
                 pointer.withMemoryRebound(to: cpg_model_data_t.self, capacity: 1) {
@@ -88,19 +90,37 @@ public final class CPGGroup {
         return cpg_max_atomic_msgsize_get(handle, &size) == CS_OK ? Int(size) : 0
     }
 
-    /// Joins the group (`cpg_join`), retrying `CS_ERR_TRY_AGAIN` for about 1 s.
-    /// The join shows up later as a ``CPGEvent/membershipChanged(_:)`` that lists ``localMember`` as joined.
+    /// Joins the group (`cpg_join`), retrying `CS_ERR_TRY_AGAIN` for about 1 s (tools; an event loop
+    /// uses ``tryJoin()``). The join shows up later as a ``CPGEvent/membershipChanged(_:)`` that
+    /// lists ``localMember`` as joined.
     public func join() throws(CorosyncError) {
         var backoff = RetryBackoff.control()
         let result = backoff.retrying { cpg_join(handle, &groupName) }
         try checkCS(result, "cpg_join \(name)")
     }
 
-    /// Leaves the group (`cpg_leave`), retrying `CS_ERR_TRY_AGAIN` for about 1 s.
+    /// One `cpg_join` attempt that never sleeps: false when corosync answered `CS_ERR_TRY_AGAIN`
+    /// (a configuration change in progress); the caller tries again from its event loop.
+    public func tryJoin() throws(CorosyncError) -> Bool {
+        let result = cpg_join(handle, &groupName)
+        if result == CS_ERR_TRY_AGAIN { return false }
+        try checkCS(result, "cpg_join \(name)")
+        return true
+    }
+
+    /// Leaves the group (`cpg_leave`), retrying `CS_ERR_TRY_AGAIN` for about 1 s (tools).
     public func leave() throws(CorosyncError) {
         var backoff = RetryBackoff.control()
         let result = backoff.retrying { cpg_leave(handle, &groupName) }
         try checkCS(result, "cpg_leave \(name)")
+    }
+
+    /// One `cpg_leave` attempt that never sleeps: false when corosync answered `CS_ERR_TRY_AGAIN`.
+    public func tryLeave() throws(CorosyncError) -> Bool {
+        let result = cpg_leave(handle, &groupName)
+        if result == CS_ERR_TRY_AGAIN { return false }
+        try checkCS(result, "cpg_leave \(name)")
+        return true
     }
 
     /// Multicasts `message` to the group in agreed (total) order.

@@ -20,11 +20,12 @@ public final class QuorumMonitor {
     private var isClosed = false
 
     /// Connects to the local corosync and starts tracking changes (`quorum_trackstart`, CS_TRACK_CHANGES).
-    public init() throws(CorosyncError) {
+    /// `patience` bounds the retries of `CS_ERR_TRY_AGAIN` (see ``RetryPatience``).
+    public init(patience: RetryPatience = .tool) throws(CorosyncError) {
         var callbacks = quorum_callbacks_t(quorum_notify_fn: quorumNotify)
         var handle = quorum_handle_t()
         var quorumType: UInt32 = 0
-        var backoff = RetryBackoff.control()
+        var backoff = patience.backoff()
         try checkCS(backoff.retrying { quorum_initialize(&handle, &callbacks, &quorumType) }, "quorum_initialize")
         let sink = QuorumSink()
         do throws(CorosyncError) {

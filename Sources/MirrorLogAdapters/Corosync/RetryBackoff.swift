@@ -22,6 +22,11 @@ struct RetryBackoff {
         RetryBackoff(initialMicroseconds: 1_000, capMicroseconds: 100_000, budgetMicroseconds: 1_000_000)
     }
 
+    /// For connecting from the event loop: 500 µs doubling to 2 ms, about 5 ms in all.
+    static func eventLoop() -> RetryBackoff {
+        RetryBackoff(initialMicroseconds: 500, capMicroseconds: 2_000, budgetMicroseconds: 5_000)
+    }
+
     /// For a multicast on the event loop: 100 µs doubling to 5 ms, about 20 ms in all.
     static func multicast() -> RetryBackoff {
         RetryBackoff(initialMicroseconds: 100, capMicroseconds: 5_000, budgetMicroseconds: 20_000)
@@ -45,6 +50,22 @@ struct RetryBackoff {
         while true {
             let result = body()
             if result != CS_ERR_TRY_AGAIN || !wait() { return result }
+        }
+    }
+}
+
+/// How long a connecting call may sleep on `CS_ERR_TRY_AGAIN` before it gives up.
+public enum RetryPatience: Sendable {
+    /// A command-line tool: up to about 1 s.
+    case tool
+    /// The daemon's event loop, which must keep answering the kernel: a few milliseconds; the caller
+    /// tries again later.
+    case eventLoop
+
+    func backoff() -> RetryBackoff {
+        switch self {
+        case .tool: .control()
+        case .eventLoop: .eventLoop()
         }
     }
 }
