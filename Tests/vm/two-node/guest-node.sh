@@ -23,6 +23,9 @@
 #   abort         a node gave up; the first line says why (the other stops)
 #   result-N      "PASS ..." or "FAIL <reason>" (node 1 is the verdict)
 #   last-pass-1   node 1's last completed write pass (for the host's check)
+#   (two-node-whole-cluster-restart also: crashing-1, node1-done.{a,b},
+#   crash-notes-1 (node 1's notes from the crash boot), first-status-N (the
+#   sync count right after the restart's create); see the wc_* functions)
 #
 # Node 1 (survivor): creates the mirror first; writes its range in passes
 # (each pass a different pattern) before, during and after node 2's crash;

@@ -142,7 +142,7 @@ whole_cluster() {
     WC_MAX_DIRTY=$((NREG / 4))
 
     # ---- boot 1: write on both nodes, crash node 2, then node 1 ----
-    boot1_limit=$((LIMIT * 45 / 100))
+    boot1_limit=$((LIMIT / 2))
     wc_boot crash "$boot1_limit"
     if [[ -z $REASON ]]; then
         if [[ -s $SH/abort ]]; then
