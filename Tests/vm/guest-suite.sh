@@ -832,7 +832,12 @@ wait_dead() {
 # netlink_dm_rmem: bytes queued unread in the daemon's connector socket(s)
 # (group 7 members), from /proc/net/netlink.
 netlink_dm_rmem() {
-    awk '$2 == 11 && $3 != 0 && $4 ~ /^[0-9a-fA-F]+$/ { g = strtonum("0x" $4); if (and(g, 64)) s += $5 } END { print s + 0 }' /proc/net/netlink 2>/dev/null
+    local eth pid groups rmem rest sum=0
+    while read -r _ eth pid groups rmem rest; do
+        [[ $eth == 11 && $pid != 0 && $groups =~ ^[0-9a-fA-F]+$ && $rmem =~ ^[0-9]+$ ]] || continue
+        (( 0x$groups & 0x40 )) && sum=$((sum + rmem))
+    done < /proc/net/netlink
+    echo "$sum"
 }
 
 # nf_delay TAG: seconds (kernel clock) from kmark TAG to the first "Userspace
@@ -900,13 +905,13 @@ sc_k() {
     wait_in_sync "$name" 180 || fail "not in sync 180 s after the restart: $(st "$name")"
     is_disk_kind "$kind" || check_legs "$l1_file" "$l2_file"   # core: full resync
     check_health "$name"
-    bad=$(tail -c +$((since + 1)) "$DLOG" | grep -E 'error=-22( |$)' | head -n 3 | tr '\n' '|')
+    bad=$(tail -c +$((since + 1)) "$DLOG" | grep -E 'error=-22( |$)' | head -n 3 | tr '\n' '|' || true)
     [[ -z $bad ]] || fail "the new daemon answered with EINVAL (error=-22): $bad"
     local dl timeouts other
     dl=$(dm_lines "$tag")
     timeouts=$(grep -c 'Request timed out' <<< "$dl" || true)
-    other=$(unexpected_dm_lines "$tag" | head -n 5 | tr '\n' '|')
-    note "kernel: $timeouts request timeout(s); dm lines: $(tr '\n' '|' <<< "$dl" | cut -c1-600)"
+    other=$(unexpected_dm_lines "$tag" | head -n 5 | tr '\n' '|' || true)
+    note "kernel: $timeouts request timeout(s); dm lines: $(tr '\n' '|' <<< "$dl" | cut -c1-600 || true)"
     (( timeouts <= 1 )) || fail "kernel logged $timeouts request timeouts, at most the lost one expected: $(grep 'Request timed out' <<< "$dl" | tr '\n' '|')"
     [[ -z $other ]] || fail "unexpected device-mapper lines in dmesg: $other"
 }
@@ -1089,9 +1094,9 @@ n_measure() {
         if [[ -n $nf_at ]] && awk -v a="$nf_at" 'BEGIN { exit !(a <= 3) }'; then
             inflight=0
         fi
-        first_seq=$(tail -c +$((since + 1)) "$DLOG" | grep -oE ' seq=[0-9]+' | head -n 1 | tr -dc 0-9)
+        first_seq=$(tail -c +$((since + 1)) "$DLOG" | grep -oE ' seq=[0-9]+' | head -n 1 | tr -dc 0-9 || true)
         lines=$(dm_lines "$tag" | grep -oE 'Request timed out: \[[0-9]+/[0-9]+\]' || true)
-        for s in $(grep -oE '/[0-9]+\]' <<< "$lines" | tr -dc '0-9\n'); do
+        for s in $(grep -oE '/[0-9]+\]' <<< "$lines" | tr -dc '0-9\n' || true); do
             if [[ -n $first_seq ]] && (( s >= first_seq )); then
                 N_LATE_TIMEOUTS+="seq $s (new daemon's first seq $first_seq, $phase kill $attempt); "
             fi
@@ -1164,6 +1169,8 @@ cleanup_scenario() {
         while read -r p; do kill -KILL "$p" 2>/dev/null; done < "$STATE/pids"
     fi
     set_throttle 100
+    # a scenario that failed while the daemon was stopped (k) leaves it stopped
+    [[ $MODE == userspace ]] && daemon_alive && kill -CONT "$(daemon_pid)" 2>/dev/null
     [[ $MODE == userspace ]] && ! daemon_alive && { say "cleanup: daemon not running, restarting it"; start_daemon; }
     if [[ -f $STATE/dms ]]; then
         tac "$STATE/dms" | while read -r d; do

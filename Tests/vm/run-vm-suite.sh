@@ -9,15 +9,16 @@
 #
 #   MIRRORLOGD_BIN   daemon binary (default <repo>/.build/release/mirrorlogd);
 #                    build it first, this script does not.
-#   VM_TIMEOUT       seconds for the whole VM run (default 1200)
+#   VM_TIMEOUT       seconds for the whole VM run (default 2700)
 #   --kernel-log     run the scenarios with the kernel's own core/disk logs and
 #                    no daemon: checks that the checks are right
 #   --keep           keep the results directory even when everything passed
-#   SCENARIO         names or prefixes: a, b-resync, d-suspend-reload-disk, ...
+#   SCENARIO         names or prefixes: a, b-resync, d-suspend-reload-disk,
+#                    a-nosync-clustered, n-restart-latency-clustered-core, ...
 #
-# Prints "PASS <name>" / "FAIL <name>: <reason>" per scenario and then
-# "N passed, M failed"; exits non-zero on any failure or if the VM did not
-# finish. Progress goes to stderr.
+# Prints "PASS <name>" / "FAIL <name>: <reason>" per scenario, scenario n's
+# "LATENCY ..." lines, and then "N passed, M failed"; exits non-zero on any
+# failure or if the VM did not finish. Progress goes to stderr.
 
 set -euo pipefail
 
@@ -32,7 +33,7 @@ while (( $# )); do
     case $1 in
         --kernel-log) MODE=kernel; shift ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "unknown option: $1" >&2; exit 2 ;;
         *) SCEN+=("$1"); shift ;;
     esac
@@ -106,6 +107,8 @@ for n in "${plan[@]+"${plan[@]}"}"; do
     echo "$line"
     if [[ $line == PASS* ]]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
 done
+# scenario n's restart latencies
+[[ -f $results ]] && grep '^LATENCY ' "$results"
 if (( ${#plan[@]} > 0 && done_marker == 0 && fail == 0 )); then
     echo "FAIL vm: the guest did not finish (vng exit $vm_rc)"
     fail=$((fail + 1))
