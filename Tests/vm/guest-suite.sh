@@ -840,14 +840,15 @@ netlink_dm_rmem() {
     echo "$sum"
 }
 
-# nf_delay TAG: seconds (kernel clock) from kmark TAG to the first "Userspace
-# log server not found" after it; empty if there is none.
-nf_delay() {
-    dmesg 2>/dev/null | awk -v m="mlt-mark $1" '
+# kdelay TAG TEXT: seconds (kernel clock) from kmark TAG to the first kernel
+# log line after it that contains TEXT; empty if there is none.
+kdelay() {
+    dmesg 2>/dev/null | awk -v m="mlt-mark $1" -v x="$2" '
         function ts(l) { sub(/^\[ */, "", l); sub(/\].*/, "", l); return l + 0 }
         !f && substr($0, length($0) - length(m) + 1) == m { f = 1; t0 = ts($0); next }
-        f && /Userspace log server not found/ { printf "%.2f", ts($0) - t0; exit }'
+        f && index($0, x) { printf "%.2f", ts($0) - t0; exit }'
 }
+nf_delay() { kdelay "$1" 'Userspace log server not found'; }
 
 # dm_lines TAG: the kernel's device-mapper lines since kmark TAG.
 dm_lines() { dmesg_since "$1" | grep 'device-mapper' || true; }
@@ -1067,15 +1068,24 @@ n_measure() {
             [[ -s $WORK/n-err ]] && fail "$phase: the writer failed: $(head -c 300 "$WORK/n-err")"
             sleep 0.1
         done
+        # kill soon after a block completed (before the writer's next dd has
+        # its write in the kernel), at a different point each attempt
+        before=$(wc -l < "$ts")
+        start=$SECONDS
+        while (( $(wc -l < "$ts") == before && SECONDS - start < 30 )); do sleep 0.02; done
+        local offs=(0 0.05 0.3 0.15)
+        sleep "${offs[attempt]}"
         tag=n-$1-$phase-$attempt-$RUNID
         kmark "$tag"
         old=$(daemon_pid)
-        local since; since=$(log_size)
         kill -KILL "$old"
         N_KILLS=$((N_KILLS + 1))
         wait_dead "$old" 5 || fail "daemon $old still there 5 s after SIGKILL"
+        local since; since=$(log_size)
         tstart=$EPOCHREALTIME
         start_daemon || fail "daemon did not restart"
+        local up
+        up=$(awk -v a="$tstart" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')
         # the next completed write after the new daemon's start
         lat=""
         start=$SECONDS
@@ -1094,14 +1104,17 @@ n_measure() {
         if [[ -n $nf_at ]] && awk -v a="$nf_at" 'BEGIN { exit !(a <= 3) }'; then
             inflight=0
         fi
-        first_seq=$(tail -c +$((since + 1)) "$DLOG" | grep -oE ' seq=[0-9]+' | head -n 1 | tr -dc 0-9 || true)
+        # the new daemon's first request: the re-sent one it answers -ESRCH
+        # (unknown log) or the kernel's CTR (lines the killed daemon may still
+        # have in its log pipe are neither)
+        first_seq=$(tail -c +$((since + 1)) "$DLOG" | grep -oE '(CTR seq=[0-9]+|seq=[0-9]+ -> error=-3( |$))' | head -n 1 | sed 's/ ->.*//' | tr -dc 0-9 || true)
         lines=$(dm_lines "$tag" | grep -oE 'Request timed out: \[[0-9]+/[0-9]+\]' || true)
         for s in $(grep -oE '/[0-9]+\]' <<< "$lines" | tr -dc '0-9\n' || true); do
             if [[ -n $first_seq ]] && (( s >= first_seq )); then
                 N_LATE_TIMEOUTS+="seq $s (new daemon's first seq $first_seq, $phase kill $attempt); "
             fi
         done
-        note "$phase kill $attempt: $( ((inflight)) && echo 'a request was in flight' || echo 'no request in flight') (\"not found\" ${nf_at:-never} s after the kill); next write ${lat} s after the new daemon's start; new daemon's first seq ${first_seq:-?}; kernel timeouts: $(tr '\n' ' ' <<< "$lines")"
+        note "$phase kill $attempt: $( ((inflight)) && echo 'a request was in flight' || echo 'no request in flight') (kernel: \"not found\" ${nf_at:-never} s, \"Reconnected\" $(kdelay "$tag" 'Reconnected to userspace log server') s after the kill); new daemon listening after ${up} s; next write ${lat} s after its start; new daemon's first seq ${first_seq:-?}; kernel timeouts: $(tr '\n' ' ' <<< "$lines")"
         if (( inflight )); then
             [[ -n $N_LAT_IF ]] || N_LAT_IF=$lat
         else
