@@ -75,11 +75,12 @@ PAT1_LEN=$((2 * R1_LEN))            # node 1 writes passes alternating two halve
 if (( WHOLE )); then
     # Both nodes write each block once (node2-writer.py), both second legs are
     # 1 s dm-delay devices, so each writer thread completes at most one block
-    # per second: node 1's 128 blocks (2 threads) last at least 64 s, enough
+    # per second: node 1's 160 blocks (2 threads) last at least 80 s, enough
     # for node 2's crash after 16 blocks (>= 8 s), corosync's failure detection
-    # (~15 s) and NODE1_MORE more blocks.
-    R1_OFF=0 R1_LEN=$((32 * MB))            # node 1: regions 0-63
-    R2_OFF=$((40 * MB)) R2_LEN=$((16 * MB)) # node 2: regions 80-111
+    # (12-18 s measured) and NODE1_MORE more blocks; the runs so far crashed
+    # node 1 after 40-70 blocks.
+    R1_OFF=0 R1_LEN=$((40 * MB))            # node 1: regions 0-79
+    R2_OFF=$((44 * MB)) R2_LEN=$((16 * MB)) # node 2: regions 88-119
     CRASH_AFTER=16 NODE1_MORE=4 PAT1_LEN=$R1_LEN
     NODE1_CRASH=${TWO_NODE_WC_NODE1_CRASH:-alone}
     [[ $NODE1_CRASH == alone || $NODE1_CRASH == soon ]] ||
