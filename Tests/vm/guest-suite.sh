@@ -743,8 +743,15 @@ sc_i() {
 
     since=$(log_size)
     kill -USR1 "$pid"
-    daemon_logged "$since" "state dump: 1 log" || fail "SIGUSR1 did not dump the state"
-    daemon_logged "$since" "in_sync=64/64" || fail "SIGUSR1 dump lacks the log line (in_sync=64/64)"
+    daemon_logged "$since" "state dump: " || fail "SIGUSR1 did not dump the state"
+    if is_clustered_kind "$kind"; then
+        # clustered logs are dumped as "cluster-state uuid=<uuid> ... sync=a/N ..."
+        daemon_logged "$since" "cluster-state uuid=$(uid "i-$kind") .*sync=64/64" ||
+            fail "SIGUSR1 dump lacks the clustered log's line (cluster-state uuid=$(uid "i-$kind") ... sync=64/64): $(tail -c +$((since + 1)) "$DLOG" | grep -A3 'state dump' | head -n 4 | tr '\n' '|' || true)"
+    else
+        daemon_logged "$since" "state dump: 1 log" || fail "SIGUSR1 dump does not count the log (state dump: 1 log)"
+        daemon_logged "$since" "in_sync=64/64" || fail "SIGUSR1 dump lacks the log line (in_sync=64/64)"
+    fi
 
     since=$(log_size)
     kill -TERM "$pid"
