@@ -377,7 +377,13 @@ disk_log() { new_leg "$1" "$2" 1 zero; }
 
 # The daemon tags its log lines with the uuid's last 8 characters: keep the
 # distinctive part at the end.
-uid() { printf 'mlt-%s-%s' "$RUNID" "$1"; }
+# clustered-core/clustered-disk become cc/cd so that these 8 characters differ
+# between scenarios (all "...-clustered-core" would show as "red-core").
+uid() {
+    local n=${1//clustered-core/cc}
+    n=${n//clustered-disk/cd}
+    printf 'mlt-%s-%s' "$RUNID" "$n"
+}
 
 log_size() { stat -c %s "$DLOG" 2>/dev/null || echo 0; }
 
@@ -1337,6 +1343,8 @@ main() {
         case $s in
             h-eight-mirrors) run_scenario "$s" sc_h ;;
             h-eight-mirrors-clustered) run_scenario "$s" sc_h clustered ;;
+            # n kills and restarts up to 6 times (each ~20 s with a request in flight)
+            n-*) SCEN_LIMIT=$((SCEN_LIMIT * 2)) run_scenario "$s" sc_n "$kind" ;;
             *) run_scenario "$s" "sc_$letter" "$kind" ;;
         esac
     done
