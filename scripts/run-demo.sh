@@ -5,5 +5,5 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 bash scripts/install-deps.sh
-swift build -c release --product mirrorlogd
+swift build -c release --static-swift-stdlib --product mirrorlogd
 MIRRORLOGD_BIN="$repo/.build/release/mirrorlogd" bash scripts/demo.sh

@@ -9,9 +9,9 @@ cd "$repo"
 echo "== installing dependencies"
 bash scripts/install-deps.sh
 
-echo "== building mirrorlogd and the cluster benchmark tool (release)"
-swift build -c release --product mirrorlogd
-swift build -c release --product mirrorlog-cpgbench
+echo "== building mirrorlogd and the cluster benchmark tool (release, Swift runtime linked statically as installed on a node)"
+swift build -c release --static-swift-stdlib --product mirrorlogd
+swift build -c release --static-swift-stdlib --product mirrorlog-cpgbench
 
 echo "== unit tests"
 swift test 2>&1 | tee /tmp/mirrorlogd-unit-tests.log | grep -vE '^(\[[0-9]+/[0-9]+\]|Compiling|Building|Emitting|Write )' || true
@@ -21,7 +21,7 @@ if ! grep -qE 'Test run with [0-9]+ tests? (in [0-9]+ suites? )?passed' /tmp/mir
 fi
 
 echo "== cluster simulation: 10,000 seeds (Docs/simulation.md)"
-swift build -c release --product mirrorlog-sim
+swift build -c release --static-swift-stdlib --product mirrorlog-sim
 .build/release/mirrorlog-sim --count 10000 --known Tests/simulation/known-failures.txt --tail 60
 
 echo "== daemon tests on this host (test socket transport, loop device)"
