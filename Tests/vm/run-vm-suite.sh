@@ -9,7 +9,7 @@
 #
 #   MIRRORLOGD_BIN   daemon binary (default <repo>/.build/release/mirrorlogd);
 #                    build it first, this script does not.
-#   VM_TIMEOUT       seconds for the whole VM run (default 2700)
+#   VM_TIMEOUT       seconds for the whole VM run (default 4800)
 #   --kernel-log     run the scenarios with the kernel's own core/disk logs and
 #                    no daemon: checks that the checks are right
 #   --keep           keep the results directory even when everything passed
@@ -44,7 +44,7 @@ if [[ $MODE == userspace ]]; then
 fi
 require_vm_tools || exit 2
 
-VM_TIMEOUT=${VM_TIMEOUT:-2700}
+VM_TIMEOUT=${VM_TIMEOUT:-4800}
 RES=$(mktemp -d "${TMPDIR:-/tmp}/mirrorlogd-vm.XXXXXX")
 chmod 755 "$RES"
 FAILED=1
