@@ -264,6 +264,26 @@ struct ClusterTests {
         #expect(k.digests().count == 1)
     }
 
+    /// Issue 8 (VM scenario j): after a failed log write, a suspend and resume with the device back
+    /// left status `D`; the local disk log shows `A` again.
+    @Test("clustered-disk: a resume after a failed log write rewrites the image and status shows A again")
+    func diskFailureClearsAtResume() {
+        var k = SimKernel()
+        k.bringUp([nodeA, nodeB], table: "clustered-disk /dev/shared 1024 nosync", length: 64 * 1024)
+        k.sim.failingDevices.insert("/dev/shared")
+        #expect(k.ask(.flush, regions([5]), on: nodeB)?.error == EIO)
+        #expect(k.ask(.statusInfo, on: nodeA)?.payload == .text("3 clustered-disk 7:0 D"))
+        k.sim.failingDevices.remove("/dev/shared")
+        for member in [nodeA, nodeB] {
+            #expect(k.ask(.postsuspend, on: member) == .ok)
+        }
+        for member in [nodeA, nodeB] {
+            #expect(k.ask(.resume, on: member) == .ok)
+            #expect(k.ask(.statusInfo, on: member)?.payload == .text("3 clustered-disk 7:0 A"))
+        }
+        #expect(k.digests().count == 1)
+    }
+
     @Test("clustered-disk: the writer keeps its role when a lower member joins, and hands it on when it leaves")
     func diskWriterStaysUntilItLeaves() {
         var k = SimKernel()

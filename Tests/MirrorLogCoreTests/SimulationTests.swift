@@ -86,6 +86,8 @@ struct SimulationTests {
         (121, "a device write of a state that was since replaced completed and multicast flushed(22) into the new state, "
             + "whose flush numbers restarted at 0: later FLUSHes were answered before their marks reached the log device"),
         (444, "the same stale flushed(n) of an older state (another schedule)"),
+        (49, "the disk writer destroyed its log instance while its device writes were in flight (asynchronous disk); "
+            + "its detach handed the role on, and its older image landed after the new writer's"),
         (486, "a state founded anew answered IS_REMOTE_RECOVERING with a hint past regions its log device (not read yet) records dirty"),
         (9952, "the same answer before the log device was read (another schedule)"),
         (7, "simulator: dm-raid1 holds writes after a failed log flush (log_failure)"),

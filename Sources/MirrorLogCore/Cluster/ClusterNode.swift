@@ -51,6 +51,10 @@ public struct ClusterNode: Sendable {
     private var censusDue = false
     /// Logs we stopped serving whose detach still has to be multicast.
     private var detaches: [[UInt8]] = []
+    /// Logs destroyed while device actions of ours were in flight: their detach waits for those to
+    /// finish, or the next writer's image could be overwritten by an older one of ours (found by the
+    /// simulation with asynchronous device writes, seed 49).
+    private var draining: [[UInt8]: Set<UInt64>] = [:]
     /// Logs whose destroyed instance's detach is not delivered yet: an attach of ours until then is
     /// the old instance's, not the new one's join (found by the simulation).
     private var oldInstances: Set<[UInt8]> = []
@@ -217,12 +221,14 @@ public struct ClusterNode: Sendable {
 
     /// A disk write finished.
     public mutating func completeWrite(ticket: UInt64, _ result: Result<Void, DeviceIOError>) -> [ClusterDirective] {
+        if finishDraining(ticket) { return [] }
         guard let target = tickets.removeValue(forKey: ticket), groups[target.group] != nil else { return [] }
         return mapTickets(target.group, groups[target.group]!.completeWrite(ticket: target.ticket, result))
     }
 
     /// A disk read finished.
     public mutating func completeRead(ticket: UInt64, _ result: Result<[UInt8], DeviceIOError>) -> [ClusterDirective] {
+        if finishDraining(ticket) { return [] }
         guard let target = tickets.removeValue(forKey: ticket), groups[target.group] != nil else { return [] }
         return mapTickets(target.group, groups[target.group]!.completeRead(ticket: target.ticket, result))
     }
@@ -306,6 +312,7 @@ public struct ClusterNode: Sendable {
         censusPending = []
         censusDue = false
         detaches = []
+        draining = [:]
         oldInstances = []
         for name in groups.keys { groups[name]!.connectionLost() }
     }
@@ -416,6 +423,7 @@ public struct ClusterNode: Sendable {
         let name = Array(header.uuidBytes)
         var out: [ClusterDirective] = []
         if groups[name] == nil {
+            if draining.removeValue(forKey: name) != nil { detaches.append(name) }
             groups[name] = ClusterLogGroup(uuidBytes: Array(header.uuidBytes), arguments: pending.arguments, me: me, stateLost: pending.stateLost)
             groups[name]!.mutation = mutation
             // A detach of the destroyed instance still queued goes out before the new attach: the
@@ -457,15 +465,27 @@ public struct ClusterNode: Sendable {
         if attachment != nil { out.append(.closeDevice(luid: luid)) }
         if groups[name]!.instances.isEmpty {
             let group = groups.removeValue(forKey: name)!
+            let inFlight = Set(tickets.filter { $0.value.group == name }.map(\.key))
             tickets = tickets.filter { $0.value.group != name }
             if group.status != .joining || group.attachQueued {
-                detaches.append(name)
+                if inFlight.isEmpty { detaches.append(name) } else { draining[name] = inFlight }
                 oldInstances.insert(name)
             }
             out.append(.notice(Notice(.info, uuid: group.uuid, "clustered log destroyed; this node detaches from it")))
         }
         out.append(.reply(header, .ok))
         return out
+    }
+
+    /// A device action of a destroyed log finished; the last one lets its detach go out.
+    private mutating func finishDraining(_ ticket: UInt64) -> Bool {
+        guard let log = draining.first(where: { $0.value.contains(ticket) })?.key else { return false }
+        draining[log]!.remove(ticket)
+        if draining[log]!.isEmpty {
+            draining.removeValue(forKey: log)
+            detaches.append(log)
+        }
+        return true
     }
 
     private mutating func mapTickets(_ group: [UInt8], _ directives: [ClusterDirective]) -> [ClusterDirective] {

@@ -128,6 +128,12 @@ public struct ReplicatedLog: Sendable {
             // restarted daemon adopted it), so handing it out again would copy it twice at once.
             log.resyncCursor = 0
             if needsDiskLoad { return .awaitDiskLoad }
+            // After a failed log write, a resume starts afresh as the kernel's disk log does: the
+            // whole image is written again, and status shows `A` once that write succeeds.
+            if log.disk?.failed == true {
+                log.resetDiskFailure()
+                log.disk?.dirtyBlocks.fill(true)
+            }
             // A founded image that is not on the device yet: the kernel's own disk log writes the
             // header and the clean bitmap at resume, so the device tells which regions are dirty
             // even if no write ever comes.
