@@ -224,6 +224,18 @@ daemon_listening() {
     netlink_dm_listener
 }
 
+# check_unwritten_zero: nobody wrote [R1_OFF+R1_LEN, R2_OFF) and
+# [R2_OFF+R2_LEN, end) of the mirror: still zeros.
+check_unwritten_zero() {
+    local out
+    out=$(cmp -n $((R2_OFF - R1_OFF - R1_LEN)) /dev/zero \
+              <(dd if="/dev/mapper/$DM" bs=1M iflag=direct,skip_bytes,count_bytes skip=$((R1_OFF + R1_LEN)) count=$((R2_OFF - R1_OFF - R1_LEN)) status=none) 2>&1) ||
+        fail "unwritten area between the ranges is not zero: $out"
+    out=$(cmp -n $((LEG_MB * MB - R2_OFF - R2_LEN)) /dev/zero \
+              <(dd if="/dev/mapper/$DM" bs=1M iflag=direct,skip_bytes skip=$((R2_OFF + R2_LEN)) status=none) 2>&1) ||
+        fail "unwritten area after node 2's range is not zero: $out"
+}
+
 regions() { echo $(((LEN + REGION - 1) / REGION)); }
 
 create_mirror() {
@@ -365,12 +377,7 @@ verify() {
     say "node 2's $nb completed blocks correct"
 
     # Nobody wrote [R1_OFF+R1_LEN, R2_OFF) and [R2_OFF+R2_LEN, end): still zeros.
-    out=$(cmp -n $((R2_OFF - R1_OFF - R1_LEN)) /dev/zero \
-              <(dd if="/dev/mapper/$DM" bs=1M iflag=direct,skip_bytes,count_bytes skip=$((R1_OFF + R1_LEN)) count=$((R2_OFF - R1_OFF - R1_LEN)) status=none) 2>&1) ||
-        fail "unwritten area between the ranges is not zero: $out"
-    out=$(cmp -n $((LEG_MB * MB - R2_OFF - R2_LEN)) /dev/zero \
-              <(dd if="/dev/mapper/$DM" bs=1M iflag=direct,skip_bytes skip=$((R2_OFF + R2_LEN)) status=none) 2>&1) ||
-        fail "unwritten area after node 2's range is not zero: $out"
+    check_unwritten_zero
     say "unwritten areas still zero"
 
     local st
@@ -606,12 +613,7 @@ wc_verify() {
         wc_check_blocks 2 "$PAT2" "$R2_OFF" "$R2_LEN" "$dev"; n2=$CHECKED
     done
     (( n1 >= 1 && n2 >= CRASH_AFTER )) || fail "too few completed blocks recorded: node 1 $n1, node 2 $n2"
-    out=$(cmp -n $((R2_OFF - R1_OFF - R1_LEN)) /dev/zero \
-              <(dd if="/dev/mapper/$DM" bs=1M iflag=direct,skip_bytes,count_bytes skip=$((R1_OFF + R1_LEN)) count=$((R2_OFF - R1_OFF - R1_LEN)) status=none) 2>&1) ||
-        fail "unwritten area between the ranges is not zero: $out"
-    out=$(cmp -n $((LEG_MB * MB - R2_OFF - R2_LEN)) /dev/zero \
-              <(dd if="/dev/mapper/$DM" bs=1M iflag=direct,skip_bytes skip=$((R2_OFF + R2_LEN)) status=none) 2>&1) ||
-        fail "unwritten area after node 2's range is not zero: $out"
+    check_unwritten_zero
     st=$(timeout 20 dmsetup status "$DM" 2>&1)
     [[ $st == *COM_FAILURE* ]] && fail "status shows COM_FAILURE: $st"
     awk '$3 == "mirror" { n = $4; h = $(7 + n); if (h !~ /^A+$/) exit 1 }' <<< "$st" || fail "leg health not all A: $st"
