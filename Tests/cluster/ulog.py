@@ -2,8 +2,8 @@
 """The kernel's side of the dm-log-userspace wire protocol, as a Python client of mirrorlogd's test
 transport (`--kernel-socket`: a Unix SOCK_SEQPACKET socket carrying the netlink connector's bytes).
 
-Stdlib only. Encodes the uapi layout itself (see Tests/host/daemon_socket_test.py, from which the framing
-is factored, and the uapi header linux/dm-log-userspace.h), and adds what a workload needs:
+Stdlib only. The wire codec (framing, request types, payloads) is the one Tests/host/daemon_socket_test.py
+also uses, Tests/pylib/ulog_wire.py; this module re-exports its names and adds what a workload needs:
 
 - `Connection`: one socket per node (the kernel has one connector for all logs), a global seq counter,
   a reader thread that matches replies by seq (replies may come out of order across logs), pipelining
@@ -14,102 +14,27 @@ is factored, and the uapi header linux/dm-log-userspace.h), and adds what a work
   reconnect form (the saved string NUL-terminated, no reply buffer: a reply carrying data is a protocol
   violation), then RESUME, then the original request — like userspace_do_request() after a daemon restart.
 """
-import errno
 import os
 import socket
-import struct
+import sys
 import threading
 import time
+from pathlib import Path
 
-CTR, DTR, PRESUSPEND, POSTSUSPEND, RESUME, GET_REGION_SIZE, IS_CLEAN, IN_SYNC, FLUSH, MARK, CLEAR, \
-    GET_RESYNC_WORK, SET_REGION_SYNC, GET_SYNC_COUNT, STATUS_INFO, STATUS_TABLE, IS_REMOTE_RECOVERING = range(1, 18)
-
-TYPE_NAMES = {CTR: "CTR", DTR: "DTR", PRESUSPEND: "PRESUSPEND", POSTSUSPEND: "POSTSUSPEND", RESUME: "RESUME",
-              GET_REGION_SIZE: "GET_REGION_SIZE", IS_CLEAN: "IS_CLEAN", IN_SYNC: "IN_SYNC", FLUSH: "FLUSH",
-              MARK: "MARK", CLEAR: "CLEAR", GET_RESYNC_WORK: "GET_RESYNC_WORK",
-              SET_REGION_SYNC: "SET_REGION_SYNC", GET_SYNC_COUNT: "GET_SYNC_COUNT", STATUS_INFO: "STATUS_INFO",
-              STATUS_TABLE: "STATUS_TABLE", IS_REMOTE_RECOVERING: "IS_REMOTE_RECOVERING"}
+_PYLIB = str(Path(__file__).resolve().parent.parent / "pylib")
+if _PYLIB not in sys.path:
+    sys.path.insert(0, _PYLIB)
+# The wire names are re-exported: checker.py, raid1_driver.py and multinode_suite.py take them from here.
+from ulog_wire import (CLEAR, CTR, DTR, EAGAIN, EINVAL, EIO, ESRCH, FLUSH, GET_REGION_SIZE,  # noqa: E402,F401
+                       GET_RESYNC_WORK, GET_SYNC_COUNT, I64, IN_SYNC, IS_CLEAN, IS_REMOTE_RECOVERING, MARK,
+                       POSTSUSPEND, PRESUSPEND, PROTOCOL_VERSION, REMOTE_RECOVERING, RESUME, RESYNC_WORK,
+                       SET_REGION_SYNC, STATUS_INFO, STATUS_TABLE, TYPE_NAMES, U64, FramingError, decode_answer,
+                       decode_args, decode_reply, decode_request, encode_frame, encode_reply, region_sync, u64s)
 
 # Requests that change the log's state (dm-raid1 issues them from its single worker per log).
 STATE_CHANGING = {MARK, CLEAR, FLUSH, GET_RESYNC_WORK, SET_REGION_SYNC}
 # Requests whose failure the kernel cannot absorb (an error here is a failed write or a failed table).
 MUST_SUCCEED = {MARK, CLEAR, FLUSH, CTR, RESUME, PRESUSPEND, POSTSUSPEND, DTR}
-
-EAGAIN, ESRCH, EINVAL, EIO = errno.EAGAIN, errno.ESRCH, errno.EINVAL, errno.EIO
-PROTOCOL_VERSION = 3
-
-REQUEST = struct.Struct("=Q129s3xIiIII")  # struct dm_ulog_request: 160 bytes
-assert REQUEST.size == 160
-NLMSG = struct.Struct("=IHHII")          # nlmsghdr: 16 bytes
-CNMSG = struct.Struct("=IIIIHH")         # cn_msg: 20 bytes
-HEADER_BYTES = NLMSG.size + CNMSG.size + REQUEST.size  # 196
-
-
-def frame(luid, uuid, rtype, payload=b"", version=PROTOCOL_VERSION, seq=1, cb=(7, 1), error=0):
-    """A request exactly as the kernel's netlink connector would deliver it."""
-    body = REQUEST.pack(luid, uuid.encode(), version, error, seq, rtype, len(payload)) + payload
-    cn = CNMSG.pack(cb[0], cb[1], 0, 0, len(body), 0)
-    return NLMSG.pack(16 + 20 + len(body), 3, 0, 0, 0) + cn + body
-
-
-class FramingError(Exception):
-    pass
-
-
-def parse_reply(data):
-    """Decodes one reply datagram; raises FramingError if its lengths or connector ids disagree."""
-    if len(data) < HEADER_BYTES:
-        raise FramingError(f"reply of {len(data)} bytes is shorter than its headers")
-    nl_len, nl_type = struct.unpack_from("=IH", data, 0)
-    idx, val, _, _, cn_len = struct.unpack_from("=IIIIH", data, 16)
-    luid, uuid, version, error, seq, rtype, size = REQUEST.unpack_from(data, 36)
-    if not nl_len == len(data) == 36 + cn_len == HEADER_BYTES + size:
-        raise FramingError(f"reply lengths disagree: nl {nl_len}, datagram {len(data)}, cn {cn_len}, data_size {size}")
-    if (nl_type, idx, val) != (3, 7, 1):
-        raise FramingError(f"reply framing: nlmsg_type {nl_type}, cb_id {idx}/{val}")
-    return {"luid": luid, "uuid": uuid.rstrip(b"\0").decode(errors="replace"), "version": version, "error": error,
-            "seq": seq, "type": rtype, "payload": bytes(data[HEADER_BYTES:HEADER_BYTES + size])}
-
-
-# ------------------------------------------------------------ payloads ----
-
-def u64s(*values):
-    return b"".join(struct.pack("=Q", v) for v in values)
-
-
-def region_sync(region, in_sync):
-    return struct.pack("=Qq", region, in_sync)
-
-
-def decode_args(rtype, payload):
-    """The request's arguments in a form fit for records and the checker."""
-    if rtype in (MARK, CLEAR, FLUSH):
-        return tuple(struct.unpack_from("=Q", payload, i)[0] for i in range(0, len(payload) - len(payload) % 8, 8))
-    if rtype in (IS_CLEAN, IN_SYNC, IS_REMOTE_RECOVERING) and len(payload) >= 8:
-        return (struct.unpack_from("=Q", payload)[0],)
-    if rtype == SET_REGION_SYNC and len(payload) >= 16:
-        return struct.unpack_from("=Qq", payload)
-    if rtype == CTR:
-        return (payload.rstrip(b"\0").decode(errors="replace"),)
-    return ()
-
-
-def decode_answer(rtype, payload):
-    """The reply's data by type (None when there is none or it has the wrong size)."""
-    try:
-        if rtype in (IS_CLEAN, IN_SYNC, GET_SYNC_COUNT, GET_REGION_SIZE):
-            if len(payload) != 8:
-                return None
-            return struct.unpack("=q" if rtype in (IS_CLEAN, IN_SYNC) else "=Q", payload)[0]
-        if rtype == GET_RESYNC_WORK:
-            return struct.unpack("=qQ", payload) if len(payload) == 16 else None
-        if rtype == IS_REMOTE_RECOVERING:
-            return struct.unpack("=qQ", payload) if len(payload) == 16 else None
-        if rtype in (STATUS_INFO, STATUS_TABLE, CTR):
-            return payload.decode(errors="replace")
-    except struct.error:
-        return None
-    return None
 
 
 def validate_reply(rtype, reconnect_form, region_count, reply):
@@ -127,17 +52,17 @@ def validate_reply(rtype, reconnect_form, region_count, reply):
     if rtype in (IS_CLEAN, IN_SYNC):
         if size != 8:
             return f"{TYPE_NAMES[rtype]} payload of {size} bytes (want 8)"
-        value = struct.unpack("=q", payload)[0]
+        value = I64.unpack(payload)[0]
         return None if value in (0, 1) else f"{TYPE_NAMES[rtype]} answered {value} (want exactly 0 or 1)"
     if rtype == GET_SYNC_COUNT:
         if size != 8:
             return f"GET_SYNC_COUNT payload of {size} bytes"
-        value = struct.unpack("=Q", payload)[0]
+        value = U64.unpack(payload)[0]
         return None if region_count is None or value <= region_count else f"GET_SYNC_COUNT {value} > {region_count} regions"
     if rtype == GET_RESYNC_WORK:
         if size != 16:
             return f"GET_RESYNC_WORK payload of {size} bytes"
-        found, region = struct.unpack("=qQ", payload)
+        found, region = RESYNC_WORK.unpack(payload)
         if found not in (0, 1):
             return f"GET_RESYNC_WORK i={found}"
         if found and region_count is not None and region >= region_count:
@@ -146,7 +71,7 @@ def validate_reply(rtype, reconnect_form, region_count, reply):
     if rtype == IS_REMOTE_RECOVERING:
         if size != 16:
             return f"IS_REMOTE_RECOVERING payload of {size} bytes"
-        rec, hint = struct.unpack("=qQ", payload)
+        rec, hint = REMOTE_RECOVERING.unpack(payload)
         if rec not in (0, 1):
             return f"IS_REMOTE_RECOVERING is_recovering={rec}"
         if region_count is not None and hint > region_count:
@@ -330,7 +255,7 @@ class Connection:
                                      gen=gen, send=self.recorder.clock(), call=call, kind=kind)
             pending = Pending(rec, (luid, uuid, rtype, version))
             self.pending[seq] = pending
-        data = frame(luid, uuid, rtype, payload, version=version, seq=seq)
+        data = encode_frame(luid, uuid, rtype, payload, version=version, seq=seq)
         try:
             with self.send_lock:
                 sock.send(data)
@@ -357,7 +282,7 @@ class Connection:
                 return
             when = self.recorder.clock()
             try:
-                reply = parse_reply(data)
+                reply = decode_reply(data)
             except FramingError as error:
                 self.recorder.problem("reply", f"node {self.node} gen {gen}: {error}")
                 continue
@@ -589,17 +514,6 @@ def wait_for_socket(path, timeout, alive=lambda: True):
 
 # ------------------------------------------------------------ self-test ----
 
-def parse_request(data):
-    """Decodes a request frame (for the fake daemon of the self-test)."""
-    luid, uuid, version, error, seq, rtype, size = REQUEST.unpack_from(data, 36)
-    return {"luid": luid, "uuid": uuid.rstrip(b"\0").decode(), "version": version, "seq": seq, "type": rtype,
-            "payload": bytes(data[HEADER_BYTES:HEADER_BYTES + size])}
-
-
-def reply_frame(req, error=0, payload=b""):
-    return frame(req["luid"], req["uuid"], req["type"], payload, version=req["version"], seq=req["seq"], error=error)
-
-
 def self_test(verbose=False):
     """Drives KernelLog against a scripted fake daemon: a held request re-sent after the timeout (both
     seqs answered, the late one recorded, not used), -EAGAIN re-sent, -ESRCH answered by the reconnect
@@ -628,37 +542,37 @@ def self_test(verbose=False):
                     break
                 if not data:
                     break
-                req = parse_request(data)
+                req = decode_request(data)
                 seen.append((req["type"], req["seq"], req["payload"]))
                 t = req["type"]
                 if t == MARK and state["held"] is None:
                     state["held"] = req           # hold it past the client's timeout
                     continue
                 if t == MARK:
-                    conn.send(reply_frame(state["held"]))  # late reply to the abandoned seq
-                    conn.send(reply_frame(req))
+                    conn.send(encode_reply(state["held"]))  # late reply to the abandoned seq
+                    conn.send(encode_reply(req))
                     continue
                 if t == FLUSH and state["eagain"] == 0:
                     state["eagain"] += 1
-                    conn.send(reply_frame(req, -EAGAIN))
+                    conn.send(encode_reply(req, -EAGAIN))
                     continue
                 if t == CLEAR and state["esrch"] == 0:
                     state["esrch"] += 1
-                    conn.send(reply_frame(req, -ESRCH))
+                    conn.send(encode_reply(req, -ESRCH))
                     continue
                 if t == IS_CLEAN and state["closed"] == 0:
                     state["closed"] += 1
                     conn.close()                  # the daemon dies with the request outstanding
                     break
                 if t == IN_SYNC:
-                    conn.send(reply_frame(req, 0, struct.pack("=q", 1)))
-                    conn.send(reply_frame(req, 0, struct.pack("=q", 1)))       # duplicate
-                    conn.send(reply_frame(dict(req, seq=req["seq"] + 1000)))  # never sent
+                    conn.send(encode_reply(req, 0, I64.pack(1)))
+                    conn.send(encode_reply(req, 0, I64.pack(1)))                # duplicate
+                    conn.send(encode_reply(dict(req, seq=req["seq"] + 1000)))  # never sent
                     continue
                 if t == IS_CLEAN:
-                    conn.send(reply_frame(req, 0, struct.pack("=q", 1)))
+                    conn.send(encode_reply(req, 0, I64.pack(1)))
                     continue
-                conn.send(reply_frame(req))
+                conn.send(encode_reply(req))
 
     server = threading.Thread(target=serve, daemon=True)
     server.start()
@@ -709,7 +623,6 @@ def self_test(verbose=False):
 
 
 if __name__ == "__main__":
-    import sys
     problems = self_test(verbose=True)
     for p in problems:
         print("FAIL", p)

@@ -3,8 +3,8 @@
 
 The daemon runs with --kernel-socket: it takes the netlink connector's exact bytes from a Unix
 SOCK_SEQPACKET socket, so its whole path (framing, validation, engine, disk I/O, replies, signals,
-logging) runs here, on a host whose kernel has no device-mapper. This client encodes the wire format
-itself, from the uapi layout, independently of the Swift codec.
+logging) runs here, on a host whose kernel has no device-mapper. The wire format comes from the shared
+Python codec Tests/pylib/ulog_wire.py, written from the uapi layout independently of the Swift codec.
 
 Usage: daemon_socket_test.py <path to mirrorlogd>
 Prints one line per test and "N passed, M failed"; exits non-zero on any failure.
@@ -17,28 +17,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-CTR, DTR, PRESUSPEND, POSTSUSPEND, RESUME, GET_REGION_SIZE, IS_CLEAN, IN_SYNC, FLUSH, MARK, CLEAR, \
-    GET_RESYNC_WORK, SET_REGION_SYNC, GET_SYNC_COUNT, STATUS_INFO, STATUS_TABLE, IS_REMOTE_RECOVERING = range(1, 18)
-EINVAL, ESRCH, EBUSY = 22, 3, 16
-REQUEST = struct.Struct("=Q129s3xIiIII")  # struct dm_ulog_request: 160 bytes
-assert REQUEST.size == 160
-
-
-def frame(luid, uuid, rtype, payload=b"", version=3, seq=1, cb=(7, 1), error=0):
-    body = REQUEST.pack(luid, uuid.encode(), version, error, seq, rtype, len(payload)) + payload
-    cn = struct.pack("=IIIIHH", cb[0], cb[1], 0, 0, len(body), 0)
-    return struct.pack("=IHHII", 16 + 20 + len(body), 3, 0, 0, 0) + cn + body
-
-
-def parse_reply(data):
-    nl_len, nl_type = struct.unpack_from("=IH", data, 0)
-    idx, val, _, _, cn_len = struct.unpack_from("=IIIIH", data, 16)
-    luid, uuid, version, error, seq, rtype, size = REQUEST.unpack_from(data, 36)
-    assert nl_len == len(data) == 36 + cn_len == 196 + size, "reply lengths disagree"
-    assert (nl_type, idx, val) == (3, 7, 1), "reply framing"
-    return {"luid": luid, "uuid": uuid.rstrip(b"\0").decode(errors="replace"), "version": version, "error": error,
-            "seq": seq, "type": rtype, "payload": data[196:196 + size]}
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pylib"))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from ulog_wire import (CLEAR, CTR, DTR, EBUSY, EINVAL, ESRCH, FLUSH, GET_REGION_SIZE, GET_RESYNC_WORK,  # noqa: E402
+                       GET_SYNC_COUNT, HEADER_BYTES, IN_SYNC, IS_CLEAN, IS_REMOTE_RECOVERING, MARK, PROTOCOL_VERSION,
+                       REMOTE_RECOVERING, REQUEST_OFFSET, REQUEST_TYPE_OFFSET, RESUME, RESYNC_WORK, SET_REGION_SYNC,
+                       STATUS_INFO, decode_reply, encode_frame, i64, region_sync, u64s)
 
 
 class Daemon:
@@ -78,11 +64,11 @@ class Daemon:
         self.conn.send(data)
 
     def receive(self):
-        return parse_reply(self.conn.recv(65536))
+        return decode_reply(self.conn.recv(65536))
 
-    def request(self, luid, uuid, rtype, payload=b"", version=3):
+    def request(self, luid, uuid, rtype, payload=b"", version=PROTOCOL_VERSION):
         self.seq += 1
-        self.send_raw(frame(luid, uuid, rtype, payload, version=version, seq=self.seq))
+        self.send_raw(encode_frame(luid, uuid, rtype, payload, version=version, seq=self.seq))
         reply = self.receive()
         assert reply["seq"] == self.seq, f"reply seq {reply['seq']} != {self.seq}"
         assert (reply["luid"], reply["uuid"], reply["type"], reply["version"]) == (luid, uuid, rtype, version), "reply header not echoed"
@@ -107,14 +93,6 @@ class Daemon:
         self.log.close()
 
 
-def u64(*values):
-    return b"".join(struct.pack("=Q", v) for v in values)
-
-
-def i64(data):
-    return struct.unpack("=q", data)[0]
-
-
 def check(condition, what):
     if not condition:
         raise AssertionError(what)
@@ -129,18 +107,18 @@ def test_core_lifecycle(d):
     check(i64(d.request(l, u, GET_REGION_SIZE)["payload"]) == 1024, "region size")
     check(d.request(l, u, RESUME)["error"] == 0, "resume")
     check(i64(d.request(l, u, GET_SYNC_COUNT)["payload"]) == 128, "nosync: all in sync")
-    check(d.request(l, u, MARK, u64(1, 2))["error"] == 0, "mark")
-    check(i64(d.request(l, u, IS_CLEAN, u64(1))["payload"]) == 0, "marked region not clean")
+    check(d.request(l, u, MARK, u64s(1, 2))["error"] == 0, "mark")
+    check(i64(d.request(l, u, IS_CLEAN, u64s(1))["payload"]) == 0, "marked region not clean")
     check(d.request(l, u, FLUSH)["error"] == 0, "flush")
-    check(d.request(l, u, CLEAR, u64(1, 2))["error"] == 0, "clear")
-    check(i64(d.request(l, u, IS_CLEAN, u64(1))["payload"]) == 1, "cleared region clean")
+    check(d.request(l, u, CLEAR, u64s(1, 2))["error"] == 0, "clear")
+    check(i64(d.request(l, u, IS_CLEAN, u64s(1))["payload"]) == 1, "cleared region clean")
     check(d.request(l, u, STATUS_INFO)["payload"] == b"1 core", "status info")
-    rec, hint = struct.unpack("=qQ", d.request(l, u, IS_REMOTE_RECOVERING, u64(5))["payload"])
+    rec, hint = REMOTE_RECOVERING.unpack(d.request(l, u, IS_REMOTE_RECOVERING, u64s(5))["payload"])
     check((rec, hint) == (0, 128), f"is_remote_recovering: {(rec, hint)}")
-    check(d.request(l, u, SET_REGION_SYNC, struct.pack("=Qq", 7, 0))["error"] == 0, "set_region_sync 0")
-    rec, hint = struct.unpack("=qQ", d.request(l, u, IS_REMOTE_RECOVERING, u64(9))["payload"])
+    check(d.request(l, u, SET_REGION_SYNC, region_sync(7, 0))["error"] == 0, "set_region_sync 0")
+    rec, hint = REMOTE_RECOVERING.unpack(d.request(l, u, IS_REMOTE_RECOVERING, u64s(9))["payload"])
     check(hint == 7, f"hint must stop at the out-of-sync region 7, got {hint}")
-    found, region = struct.unpack("=qQ", d.request(l, u, GET_RESYNC_WORK)["payload"])
+    found, region = RESYNC_WORK.unpack(d.request(l, u, GET_RESYNC_WORK)["payload"])
     check((found, region) == (1, 7), f"resync work {(found, region)}")
     check(d.request(l, u, DTR)["error"] == 0, "dtr")
 
@@ -149,19 +127,19 @@ def test_integrated_flush_marks(d):
     u, l = "LVM-host-iflush", 0x1001
     d.request(l, u, CTR, b"16384 core 1024 nosync")
     d.request(l, u, RESUME)
-    check(d.request(l, u, FLUSH, u64(3, 4))["error"] == 0, "flush with marks")
-    check(i64(d.request(l, u, IS_CLEAN, u64(3))["payload"]) == 0, "marks in FLUSH payload applied")
+    check(d.request(l, u, FLUSH, u64s(3, 4))["error"] == 0, "flush with marks")
+    check(i64(d.request(l, u, IS_CLEAN, u64s(3))["payload"]) == 0, "marks in FLUSH payload applied")
     d.request(l, u, DTR)
 
 
 def test_bad_requests_answered_einval(d):
     u, l = "LVM-host-bad", 0x1002
     d.request(l, u, CTR, b"16384 core 1024")
-    r = d.request(l, u, MARK, u64(16))
+    r = d.request(l, u, MARK, u64s(16))
     check(r["error"] == -EINVAL, f"out-of-range mark: {r['error']}")
     check(d.logged("names region 16, but the log has 16 regions"), "reason logged")
     d.seq += 1
-    d.send_raw(frame(l, u, 99, seq=d.seq))
+    d.send_raw(encode_frame(l, u, 99, seq=d.seq))
     r = d.receive()
     check(r["seq"] == d.seq and r["error"] == -EINVAL, f"unknown type: {r}")
     r = d.request(l, u, GET_SYNC_COUNT, version=4)
@@ -174,9 +152,9 @@ def test_bad_requests_answered_einval(d):
 def test_malformed_frames_dropped(d):
     u, l = "LVM-host-drop", 0x1003
     d.request(l, u, CTR, b"16384 core 1024")
-    good = frame(l, u, GET_SYNC_COUNT, seq=5)
-    bad = [good[:30], frame(l, u, GET_SYNC_COUNT, seq=6, cb=(7, 2)),
-           good[:36] + b"\xff" * 160, good[:-1] + b"x" * 5]
+    good = encode_frame(l, u, GET_SYNC_COUNT, seq=5)
+    bad = [good[:30], encode_frame(l, u, GET_SYNC_COUNT, seq=6, cb=(7, 2)),
+           good[:REQUEST_OFFSET] + b"\xff" * 160, good[:-1] + b"x" * 5]
     for data in bad:
         d.send_raw(data)
     check(d.request(l, u, GET_SYNC_COUNT)["error"] == 0, "daemon keeps serving after malformed frames")
@@ -189,7 +167,7 @@ def test_unknown_log_esrch(d):
     check(r["error"] == -ESRCH and r["payload"] == b"", f"unknown log: {r}")
     # The kernel reuses the -ESRCH reply's data_size as its buffer for the retry after reconnecting.
     for rtype, size in ((IN_SYNC, 8), (GET_SYNC_COUNT, 8), (GET_RESYNC_WORK, 16), (IS_REMOTE_RECOVERING, 16)):
-        payload = u64(0) if rtype in (IN_SYNC, IS_REMOTE_RECOVERING) else b""
+        payload = u64s(0) if rtype in (IN_SYNC, IS_REMOTE_RECOVERING) else b""
         r = d.request(0x9999, "LVM-nobody", rtype, payload)
         check(r["error"] == -ESRCH and r["payload"] == b"\0" * size, f"type {rtype}: -ESRCH must carry {size} zero bytes, got {r}")
     check(d.request(0x9999, "LVM-nobody", DTR)["error"] == 0, "dtr of unknown log")
@@ -244,8 +222,8 @@ def test_disk_log_on_loop_device(d, workdir):
         check(d.request(l, u, RESUME)["error"] == 0, "resume")
         check(d.logged("holds no valid log"), "zeroed device: resync issued")
         for region in range(128):
-            d.request(l, u, SET_REGION_SYNC, struct.pack("=Qq", region, 1))
-        d.request(l, u, MARK, u64(9))
+            d.request(l, u, SET_REGION_SYNC, region_sync(region, 1))
+        d.request(l, u, MARK, u64s(9))
         check(d.request(l, u, FLUSH)["error"] == 0, "flush")
         with open(image, "rb") as f:
             data = f.read(2048)
@@ -269,9 +247,9 @@ def test_fuzzed_frames_keep_the_daemon_serving(d):
     u, l = "LVM-host-fuzz-probe", 0x7777
     d.request(l, u, CTR, b"16384 core 1024 nosync")
     d.request(l, u, RESUME)
-    bases = [frame(0x4242, "LVM-fuzz", t, p, seq=1) for t, p in
-             ((MARK, u64(1, 2, 3)), (CLEAR, u64(4)), (FLUSH, u64(5)), (IS_CLEAN, u64(1)),
-              (SET_REGION_SYNC, struct.pack("=Qq", 2, 1)), (IS_REMOTE_RECOVERING, u64(9)),
+    bases = [encode_frame(0x4242, "LVM-fuzz", t, p, seq=1) for t, p in
+             ((MARK, u64s(1, 2, 3)), (CLEAR, u64s(4)), (FLUSH, u64s(5)), (IS_CLEAN, u64s(1)),
+              (SET_REGION_SYNC, region_sync(2, 1)), (IS_REMOTE_RECOVERING, u64s(9)),
               (GET_RESYNC_WORK, b""), (STATUS_INFO, b""), (DTR, b""))]
     d.conn.settimeout(10)
     for i in range(1500):
@@ -284,14 +262,14 @@ def test_fuzzed_frames_keep_the_daemon_serving(d):
                 data = data[:rng.randrange(len(data) + 1)]
             else:
                 data += bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))
-        if len(data) >= 160 + 36 and data[36 + 152] == CTR:
+        if len(data) >= HEADER_BYTES and data[REQUEST_TYPE_OFFSET] == CTR:
             continue  # keep the fuzzer from creating logs of arbitrary sizes
         if not data:
             continue
         d.send_raw(bytes(data))
         d.seq += 1
         probe_seq = d.seq
-        d.send_raw(frame(l, u, GET_SYNC_COUNT, seq=probe_seq))
+        d.send_raw(encode_frame(l, u, GET_SYNC_COUNT, seq=probe_seq))
         for _ in range(4):  # the fuzzed frame may or may not have been answered first
             reply = d.receive()
             if reply["seq"] == probe_seq and reply["luid"] == l:
