@@ -250,6 +250,8 @@ create_mirror() {
 setup() {
     say "kernel $(uname -r), daemon $BIN"
     mkdir -p "$W"
+    # run a copy from tmpfs: the 9p share has no page cache (see guest-suite.sh)
+    cp "$BIN" "$W/mirrorlogd" && BIN=$W/mirrorlogd
     local m
     for m in dm-mod dm-mirror dm-log-userspace; do modprobe "$m" || fail "modprobe $m failed"; done
     local mac=$MAC1
