@@ -6,19 +6,25 @@ import MirrorLogCore
 import Glibc
 #endif
 
-/// The daemon: one thread, one poll loop over the kernel transport and the signalfd.
+/// The daemon's shell: one thread, one poll loop over the kernel transport, the signalfd, the
+/// device-mapper report pipe and corosync. Every input goes to the pure ``MirrorLogService``; the
+/// shell carries out the directives it returns, with one device table and one reply path.
 public final class Daemon {
     private let configuration: DaemonConfiguration
     private let logger: Logger
     private let transport: KernelTransport
     private let signals: SignalSource
-    private let processor: RequestProcessor
     private let deviceMapper: DeviceMapperControl?
+    private var service = MirrorLogService()
+    /// Open log devices, by the instance (luid) that opened them.
+    private var devices: [UInt64: BlockDevice] = [:]
+    private var corosync: CorosyncConnection?
+    private let statistics = RequestStatistics()
     private var receiveBuffer = [UInt8](repeating: 0, count: 1 << 16)
     private var replyBuffer: [UInt8] = []
     private var lastTerminationRequest: Int?
-    private var cluster: ClusterShell!
-    private var clusterReplyBuffer: [UInt8] = []
+    /// When the service wants its next tick at the latest (monotonic nanoseconds).
+    private var wakeAt: UInt64 = 0
     private var running = true
 
     /// Why the daemon could not start.
@@ -56,26 +62,7 @@ public final class Daemon {
         }
         deviceMapper = try? DeviceMapperControl()
         replyBuffer.reserveCapacity(1 << 12)
-        processor = RequestProcessor(runtimeDirectory: configuration.runtimeDirectory, logger: logger, debug: configuration.debug)
-        cluster = ClusterShell(runtimeDirectory: configuration.runtimeDirectory, logger: logger) { [unowned self] header, reply in
-            self.sendClusterReply(header, reply)
-        }
-        cluster.operationsPerMessage = configuration.clusterOperationsPerMessage
-        processor.cluster = cluster
-    }
-
-    /// A clustered log's answer, sent when its operation came back in the agreed order.
-    private func sendClusterReply(_ header: RequestHeader, _ reply: Reply) {
-        if configuration.debug {
-            logger.debug("\(RequestType(rawValue: header.rawRequestType & 0xFF).map { "\($0)" } ?? "?") seq=\(header.seq) -> error=\(reply.error) \(reply.payload)", metadata: ["log": "\(shortUUID(header.uuid))"])
-        }
-        if reply.error != 0 { processor.statistics.failed += 1 }
-        WireEncoder.encodeReply(to: header, reply, netlinkPortID: transport.portID, into: &clusterReplyBuffer)
-        do {
-            try transport.send(clusterReplyBuffer)
-        } catch {
-            logger.error("sending a reply to the kernel failed: \(error); the kernel will re-send after its timeout")
-        }
+        service.operationsPerMessage = configuration.clusterOperationsPerMessage
     }
 
     /// Serves until told to stop. Returns the process exit status.
@@ -84,23 +71,22 @@ public final class Daemon {
         logger.info("mirrorlogd \(MirrorLogVersion.string) serving device-mapper userspace logs (log types: core, disk, clustered-core, clustered-disk) from \(source)")
         while running {
             // The transport's fd can change (the test transport polls its listener until a client connects).
-            let clusterSources = cluster.pollSources
+            let clusterSources = corosync?.pollSources ?? []
             var poller = Poller([transport.fileDescriptor, signals.fileDescriptor, deviceMapper?.fileDescriptor ?? -1] + clusterSources.map(\.fd))
-            let ready = poller.wait(timeoutMilliseconds: cluster.wantsPromptTick ? 5 : 1000)
+            let now = monotonicNanoseconds()
+            let timeout = wakeAt > now ? Int32(min(1000, (wakeAt - now + 999_999) / 1_000_000)) : 0
+            let ready = poller.wait(timeoutMilliseconds: timeout)
             if ready.contains(1) { handleSignals() }
-            for index in ready where index >= 3 { cluster.handleReadable(clusterSources[index - 3].source) }
+            for index in ready where index >= 3 { readCorosync(clusterSources[index - 3].source) }
             if ready.contains(0) { drainKernel() }
             if ready.contains(2) { readDeviceMapperReports() }
-            cluster.tick()
-            if !cluster.recoveryRestarts.isEmpty {
-                processor.recoveryRestarts += cluster.recoveryRestarts
-                cluster.recoveryRestarts.removeAll()
-                startRecoveryRestarts()
-            }
+            tick()
         }
-        cluster.close()
+        corosync?.close()
         return 0
     }
+
+    // MARK: Inputs
 
     private func drainKernel() {
         // Bound one pass so signals are seen under a flood.
@@ -115,37 +101,174 @@ public final class Daemon {
             }
             guard let datagram else { return }
             guard datagram.fromKernel else {
-                processor.statistics.dropped += 1
+                statistics.dropped += 1
                 logger.warning("dropped a message from netlink port \(datagram.senderPortID): only the kernel may send requests")
                 continue
             }
-            if processor.process(receiveBuffer[0 ..< datagram.byteCount], reply: &replyBuffer, portID: transport.portID) {
-                do {
-                    try transport.send(replyBuffer)
-                } catch {
-                    logger.error("sending a reply to the kernel failed: \(error); the kernel will re-send after its timeout")
-                }
+            let frame: ULogFrame
+            do {
+                frame = try WireDecoder.decodeFrame(receiveBuffer[0 ..< datagram.byteCount])
+            } catch {
+                statistics.dropped += 1
+                logger.warning("dropped a malformed kernel message (\(datagram.byteCount) bytes): \(error)")
+                continue
             }
-            startRecoveryRestarts()
+            let request: KernelRequest
+            do {
+                request = try WireDecoder.decodeRequest(frame)
+            } catch {
+                statistics.invalid += 1
+                execute(service.invalidRequest(frame.header, error))
+                continue
+            }
+            statistics.count(request.type)
+            execute(service.handle(request, now: monotonicNanoseconds()))
         }
     }
 
-    /// Restarts the kernel's recovery of logs that reconnected with work to resync: a suspend and
-    /// resume of their dm device, on a background thread (the device's log requests come back here).
-    private func startRecoveryRestarts() {
-        guard !processor.recoveryRestarts.isEmpty else { return }
-        let uuids = processor.recoveryRestarts
-        processor.recoveryRestarts.removeAll()
-        for uuid in uuids {
-            guard let deviceMapper else {
-                logger.warning("cannot restart recovery (no device-mapper control); run 'dmsetup suspend' and 'dmsetup resume' on the mirror", metadata: ["log": "\(shortUUID(uuid))"])
-                continue
+    private func readCorosync(_ source: CorosyncConnection.Source) {
+        guard let connection = corosync else { return }
+        let events: [CorosyncConnection.Event]
+        do {
+            events = try connection.dispatch(source)
+        } catch {
+            connectionLost(error)
+            return
+        }
+        for event in events {
+            let now = monotonicNanoseconds()
+            switch event {
+            case let .quorum(view):
+                execute(service.quorumChanged(view, now: now))
+            case let .delivered(from, message):
+                execute(service.delivered(from: from, bytes: message[...], now: now))
+            case let .membershipChanged(change):
+                logger.debug("ordering group: members \(change.members) joined \(change.joined) left \(change.left.map { "\($0.member) (\($0.reason))" })")
+                execute(service.membershipChanged(change, now: now))
             }
+        }
+    }
+
+    /// End of a pass: flow-controlled messages first, then the service's batching and timers.
+    private func tick() {
+        if let connection = corosync {
             do {
-                try deviceMapper.restartRecovery(ofLog: uuid)
+                try connection.retryBacklog()
             } catch {
-                logger.warning("cannot start the recovery restart: \(error); run 'dmsetup suspend' and 'dmsetup resume' on the mirror", metadata: ["log": "\(shortUUID(uuid))"])
+                connectionLost(error)
             }
+        }
+        execute(service.tick(now: monotonicNanoseconds(), backlog: corosync?.backlogCount ?? 0))
+    }
+
+    private func connectionLost(_ error: CorosyncError) {
+        corosync?.close()
+        corosync = nil
+        execute(service.corosyncLost("\(error)", now: monotonicNanoseconds()))
+    }
+
+    // MARK: Directives
+
+    /// Carries out directives in order; device results and corosync outcomes go back into the
+    /// service at once, and what it returns runs next.
+    private func execute(_ directives: [Directive]) {
+        var work = directives
+        var index = 0
+        while index < work.count {
+            let directive = work[index]
+            index += 1
+            switch directive {
+            case let .reply(header, reply):
+                sendReply(header, reply)
+            case let .openDevice(luid, spec):
+                do {
+                    let device = try BlockDevice(opening: spec, privateNodeDirectory: configuration.runtimeDirectory)
+                    devices[luid] = device
+                    work += service.completeOpen(luid: luid, .success(device.attachment))
+                } catch {
+                    work += service.completeOpen(luid: luid, .failure(error))
+                }
+            case let .closeDevice(luid):
+                devices.removeValue(forKey: luid)
+            case let .readDevice(io, byteCount):
+                let result = devices[io.luid]?.read(byteCount: byteCount) ?? .failure(DeviceIOError(errno: 19, operation: "read: log device not open"))
+                work += service.completeRead(io, result)
+            case let .writeDevice(io, writes):
+                statistics.diskWrites += writes.count
+                let result = devices[io.luid]?.write(writes) ?? .failure(DeviceIOError(errno: 19, operation: "write: log device not open"))
+                work += service.completeWrite(io, result)
+            case let .notice(notice):
+                logger.report(notice)
+            case let .restartRecovery(uuid):
+                restartRecovery(of: uuid)
+            case .connectCorosync:
+                work += connectCorosync()
+            case .joinOrderingGroup:
+                guard let connection = corosync else { continue }
+                do {
+                    let joined = try connection.join()
+                    work += service.joinAttempted(deferred: !joined, now: monotonicNanoseconds())
+                } catch {
+                    if error.isConnectionLost {
+                        connectionLost(error)
+                    } else {
+                        logger.error("cannot join the CPG ordering group: \(error); clustered requests wait until the daemon reconnects")
+                    }
+                }
+            case .leaveOrderingGroup:
+                if corosync?.leave() == false {
+                    logger.info("cpg_leave not accepted now; closed the handle instead")
+                }
+            case let .multicast(bytes):
+                do {
+                    try corosync?.multicast(bytes)
+                } catch {
+                    if error.isConnectionLost { connectionLost(error) } else { logger.error("multicast to the ordering group failed: \(error)") }
+                }
+            case let .wake(at):
+                wakeAt = at
+            }
+        }
+    }
+
+    private func sendReply(_ header: RequestHeader, _ reply: Reply) {
+        if configuration.debug {
+            logger.debug("\(RequestType(rawValue: header.rawRequestType & 0xFF).map { "\($0)" } ?? "?") seq=\(header.seq) -> error=\(reply.error) \(reply.payload)", metadata: ["log": "\(shortUUID(header.uuid))"])
+        }
+        if reply.error != 0 { statistics.failed += 1 }
+        WireEncoder.encodeReply(to: header, reply, netlinkPortID: transport.portID, into: &replyBuffer)
+        do {
+            try transport.send(replyBuffer)
+        } catch {
+            logger.error("sending a reply to the kernel failed: \(error); the kernel will re-send after its timeout")
+        }
+    }
+
+    /// Connects to corosync without blocking the loop and tells the service how it went.
+    private func connectCorosync() -> [Directive] {
+        let now = monotonicNanoseconds()
+        corosync?.close()
+        corosync = nil
+        do {
+            let connection = try CorosyncConnection()
+            corosync = connection
+            return service.corosyncConnected(me: connection.me, quorum: connection.quorumView, now: now)
+        } catch {
+            return service.corosyncUnavailable("\(error)", now: now)
+        }
+    }
+
+    /// Restarts the kernel's recovery of a log that reconnected with work to resync: a suspend and
+    /// resume of its dm device, on a background thread (the device's log requests come back here).
+    private func restartRecovery(of uuid: String) {
+        guard let deviceMapper else {
+            logger.warning("cannot restart recovery (no device-mapper control); run 'dmsetup suspend' and 'dmsetup resume' on the mirror", metadata: ["log": "\(shortUUID(uuid))"])
+            return
+        }
+        do {
+            try deviceMapper.restartRecovery(ofLog: uuid)
+        } catch {
+            logger.warning("cannot start the recovery restart: \(error); run 'dmsetup suspend' and 'dmsetup resume' on the mirror", metadata: ["log": "\(shortUUID(uuid))"])
         }
     }
 
@@ -181,7 +304,7 @@ public final class Daemon {
     /// within the window persists every disk log and exits.
     private func requestTermination(_ signal: SignalSource.Signal) {
         let name = signal == .terminate ? "SIGTERM" : "SIGINT"
-        let active = processor.engine.logs.count + cluster.instanceCount
+        let active = service.activeLogCount
         if active == 0 {
             logger.info("\(name): no active logs; exiting")
             running = false
@@ -189,7 +312,7 @@ public final class Daemon {
         }
         let now = monotonicSeconds()
         if let last = lastTerminationRequest, now - last <= configuration.forcedExitWindowSeconds {
-            processor.persistAll()
+            persistDiskLogs()
             logger.warning("\(name) again: exiting with \(active) active log(s); disk logs were persisted. The kernel blocks their I/O and retries every 2 s until mirrorlogd runs again; core logs will then resync fully.")
             running = false
             return
@@ -198,13 +321,28 @@ public final class Daemon {
         logger.warning("\(name): refusing to exit while \(active) log(s) are active (remove the mirrors first, or send the signal again within \(configuration.forcedExitWindowSeconds) s to force)")
     }
 
+    /// Writes every dirty bitmap block of every local disk log (before a forced exit).
+    private func persistDiskLogs() {
+        for (io, writes) in service.pendingDiskWrites() {
+            guard let device = devices[io.luid] else { continue }
+            if case let .failure(error) = device.write(writes) {
+                logger.error("could not persist log state before exit: \(error)", metadata: ["log": "\(io.luid)"])
+            }
+        }
+    }
+
     private func dumpState() {
-        let logs = processor.engine.logs.values.sorted { $0.uuid < $1.uuid }
-        logger.info("state dump: \(logs.count) log(s); \(processor.statistics.summary)")
+        let logs = service.engine.logs.values.sorted { $0.uuid < $1.uuid }
+        logger.info("state dump: \(service.activeLogCount) log(s), \(logs.count) local; \(statistics.summary)")
         for log in logs {
             logger.info("\(log.uuid) \(log.summary)", metadata: ["log": "\(shortUUID(log.uuid))"])
         }
-        for line in cluster.dumpLines() { logger.info("\(line)") }
+        guard let node = service.cluster else {
+            logger.info("cluster: not connected to corosync")
+            return
+        }
+        logger.info("cluster: me=\(node.me) corosync=\(service.corosync) quorate=\(node.quorum.quorate) quorum_nodes=\(node.quorum.nodes.sorted()) logs=\(node.groups.count) multicasts=\(corosync?.multicasts ?? 0)")
+        for line in node.dumpLines() { logger.info("\(line)") }
     }
 }
 

@@ -256,7 +256,7 @@ public struct ClusterSimulation: Sendable {
                     let writer = rng.pick(writers)
                     let index = cluster.diskWrites.firstIndex { $0.member == writer }!
                     let write = cluster.diskWrites[index]
-                    note("disk write \(write.ticket) of \(write.member) completes")
+                    note("disk write \(write.io.ticket) of \(write.member) completes")
                     cluster.completeDiskWrite(index)
                 }
             }

@@ -57,7 +57,7 @@ public struct SimulatedCluster: Sendable {
         public var member: MemberID
         public var device: String
         public var writes: [DiskWrite]
-        public var ticket: UInt64
+        public var io: DeviceIO
     }
 
     public init() {}
@@ -68,7 +68,7 @@ public struct SimulatedCluster: Sendable {
         let pending = diskWrites.remove(at: index)
         guard nodes[pending.member] != nil else { return }
         let result = write(pending.writes, to: pending.device)
-        let out = nodes[pending.member]!.completeWrite(ticket: pending.ticket, result)
+        let out = nodes[pending.member]!.completeWrite(pending.io, result)
         run(out, on: pending.member)
     }
 
@@ -156,12 +156,14 @@ public struct SimulatedCluster: Sendable {
         let deliveries = cpg.deliverNext(in: index)
         for delivery in deliveries where nodes[delivery.member] != nil {
             let member = delivery.member
-            let out: [ClusterDirective]
+            let out: [Directive]
             switch delivery.event {
             case let .message(group, from, bytes):
-                out = nodes[member]!.deliver(group: group, from: from, bytes: bytes[...])
+                guard group == ClusterNode.orderingGroup else { continue }
+                out = nodes[member]!.deliver(from: from, bytes: bytes[...])
             case let .change(group, change):
-                out = nodes[member]!.membershipChanged(group: group, change)
+                guard group == ClusterNode.orderingGroup else { continue }
+                out = nodes[member]!.membershipChanged(change)
             }
             run(out, on: member)
         }
@@ -205,7 +207,7 @@ public struct SimulatedCluster: Sendable {
         return outbox
     }
 
-    mutating func run(_ directives: [ClusterDirective], on member: MemberID) {
+    mutating func run(_ directives: [Directive], on member: MemberID) {
         var work = directives
         var index = 0
         while index < work.count {
@@ -216,14 +218,16 @@ public struct SimulatedCluster: Sendable {
             case let .reply(header, reply):
                 outbox.append(SentReply(member: member, header: header, reply: reply))
                 if keepHistory { replies[member, default: []].append((header, reply)) }
-            case let .join(group):
-                cpg.join(member, group: group)
-            case let .leave(group):
+            case .joinOrderingGroup:
+                cpg.join(member, group: ClusterNode.orderingGroup)
+            case .leaveOrderingGroup:
+                let group = ClusterNode.orderingGroup
                 // Refused multicasts belong to the membership we leave (the core re-sends what is
                 // still unanswered after it joins again).
                 retryQueue[member]?.removeAll { $0.group == group }
                 cpg.leave(member, group: group, reason: .left)
-            case let .multicast(group, bytes):
+            case let .multicast(bytes):
+                let group = ClusterNode.orderingGroup
                 if flowControlled.contains(member) || !(retryQueue[member]?.isEmpty ?? true) {
                     // CS_ERR_TRY_AGAIN: the shell keeps it, in order, and tries again later.
                     refusedMulticasts += 1
@@ -239,20 +243,23 @@ public struct SimulatedCluster: Sendable {
                 work += nodes[member]!.completeOpen(luid: luid, .success(attachment))
             case let .closeDevice(luid):
                 opened[member]?.removeValue(forKey: luid)
-            case let .readDevice(luid, byteCount, ticket):
-                let name = opened[member]?[luid] ?? ""
+            case let .readDevice(io, byteCount):
+                let name = opened[member]?[io.luid] ?? ""
                 let image = devices[name].map { Array($0.prefix(byteCount)) }
                 let result: Result<[UInt8], DeviceIOError> = image.map { .success($0) } ?? .failure(DeviceIOError(errno: 19, operation: "read"))
-                work += nodes[member]!.completeRead(ticket: ticket, result)
-            case let .writeDevice(luid, writes, ticket):
-                let name = opened[member]?[luid] ?? ""
+                work += nodes[member]!.completeRead(io, result)
+            case let .writeDevice(io, writes):
+                let name = opened[member]?[io.luid] ?? ""
                 if asyncDisk {
-                    diskWrites.append(PendingDiskWrite(member: member, device: name, writes: writes, ticket: ticket))
+                    diskWrites.append(PendingDiskWrite(member: member, device: name, writes: writes, io: io))
                 } else {
-                    work += nodes[member]!.completeWrite(ticket: ticket, write(writes, to: name))
+                    work += nodes[member]!.completeWrite(io, write(writes, to: name))
                 }
             case let .restartRecovery(uuid):
                 recoveryRestarts.append((member, uuid))
+            case .connectCorosync, .wake:
+                // The service's, not the node's: the simulation drives the nodes directly.
+                break
             case let .notice(notice):
                 if notice.message.hasPrefix("founded the group's state") { foundings.append(member) }
                 if keepHistory { notices[member, default: []].append(notice) }

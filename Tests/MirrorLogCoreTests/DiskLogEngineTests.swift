@@ -12,7 +12,7 @@ import Testing
     }
 
     /// CTR + open for `text`; returns the harness and the CTR reply.
-    static func construct(_ text: String, blockSize: Int = 512, version: UInt32 = 3, nul: Bool = false, device: LogDeviceSpec = .number(major: 7, minor: 3)) -> (Harness, EngineOutput) {
+    static func construct(_ text: String, blockSize: Int = 512, version: UInt32 = 3, nul: Bool = false, device: LogDeviceSpec = .number(major: 7, minor: 3)) -> (Harness, [Directive]) {
         var h = Harness()
         h.version = version
         let open = h.send(.constructor, ctr(text, nul: nul))
@@ -101,9 +101,13 @@ import Testing
         #expect(g.engine.completeOpen(luid: g.luid, .success(Self.attachment(blockSize: 512, size: 1536))).action == .reply(Reply(payload: .deviceName("7:3"))))
     }
 
-    @Test func completeOpenWithoutConstructorIsRefused() {
+    /// A stray open result (no constructor waits) answers nobody: the device is closed, with an error.
+    @Test func completeOpenWithoutConstructorClosesTheDevice() {
         var engine = LogEngine()
-        #expect(engine.completeOpen(luid: 5, .success(Self.attachment())).action == .reply(Reply(error: EINVAL, payload: .none)))
+        let out = engine.completeOpen(luid: 5, .success(Self.attachment()))
+        #expect(out.contains(.closeDevice(luid: 5)))
+        #expect(!out.contains { if case .reply = $0 { true } else { false } })
+        #expect(out.notices.contains { $0.level == .error })
     }
 
     // MARK: Resume from the device
@@ -287,10 +291,15 @@ import Testing
         #expect(h.inSync(0) == false)
     }
 
-    @Test func completionsWithoutPendingOperationAreRefused() {
+    /// Stray device results (no request waits for them) change nothing and answer nobody.
+    @Test func completionsWithoutPendingOperationAreIgnored() {
         var (h, _) = Self.resumedLog(image: Self.validImage(regions: 128, clean: [], bytes: 1536))
-        #expect(h.engine.completeRead(luid: h.luid, .success(zeros(1536))).action == .reply(Reply(error: EINVAL, payload: .none)))
-        #expect(h.engine.completeWrite(luid: h.luid, .success(())).action == .reply(Reply(error: EINVAL, payload: .none)))
+        let before = h.log
+        for out in [h.engine.completeRead(luid: h.luid, .success(zeros(1536))), h.engine.completeWrite(luid: h.luid, .success(()))] {
+            #expect(out.action == .nothing)
+            #expect(out.notices.contains { $0.level == .error })
+        }
+        #expect(h.log?.syncCount == before?.syncCount && h.log?.phase == before?.phase)
     }
 }
 
@@ -304,14 +313,6 @@ import Testing
         #expect(out.action == .closeDevice(luid: 2, then: Reply(error: -16, payload: .none)))
         #expect(h.engine.logs[2] == nil)
         #expect(h.engine.logs[1] != nil)
-    }
-
-    @Test func clusteredDiskWithClusterLayer() {
-        var h = Harness(clusterAvailable: true)
-        #expect(h.send(.constructor, ctr("131072 clustered-disk 253:2 1024")).action == .openDevice(luid: h.luid, .number(major: 253, minor: 2)))
-        let attachment = DeviceAttachment(major: 253, minor: 2, blockSize: 512, sizeBytes: 1 << 20)
-        #expect(h.engine.completeOpen(luid: h.luid, .success(attachment)).action == .reply(Reply(payload: .deviceName("253:2"))))
-        #expect(h.statusInfo() == "3 clustered-disk 253:2 A")
     }
 }
 

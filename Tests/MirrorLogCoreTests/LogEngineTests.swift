@@ -369,23 +369,6 @@ import Testing
         #expect(h.reply(.getSyncCount, luid: 1, uuid: "LVM-one") == Reply(payload: .count(4)))
     }
 
-    // MARK: Clustered logs (with a cluster layer)
-
-    @Test func clusteredCoreLatchesInSyncUntilResume() {
-        var h = Harness(clusterAvailable: true)
-        #expect(h.reply(.constructor, ctr("4096 clustered-core 1024")) == .ok)
-        #expect(h.reply(.resume) == .ok)
-        for r: UInt64 in 0 ..< 4 { _ = h.reply(.setRegionSync, .regionSync(region: r, inSync: true)) }
-        #expect(h.statusInfo() == "1 clustered-core")
-        // a leg failure on one node after full sync: IN_SYNC stays 1 (LVM2 bug 596453) ...
-        _ = h.reply(.setRegionSync, .regionSync(region: 2, inSync: false), from: memberB)
-        #expect(h.inSync(2) == true)
-        #expect(h.syncCount() == 3)
-        // ... until the next resume
-        _ = h.reply(.presuspend); _ = h.reply(.postsuspend); _ = h.reply(.resume)
-        #expect(h.inSync(2) == false)
-    }
-
     @Test func coreLogHasNoInSyncLatch() {
         var h = Self.coreLog(regions: 4, mode: "nosync")
         _ = h.reply(.setRegionSync, .regionSync(region: 2, inSync: false))

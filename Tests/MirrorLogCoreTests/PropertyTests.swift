@@ -244,7 +244,7 @@ func violations(of log: MirrorLog, against model: ReferenceModel, members: [Memb
             for (step, op) in ops.enumerated() {
                 let rs = op.regions(n).filter { $0 < n }
                 guard let r = rs.first else { continue }
-                let output: EngineOutput
+                let output: [Directive]
                 switch op.kind {
                 case .mark: output = h.send(.markRegion, regions(rs))
                 case .clear: output = h.send(.clearRegion, regions(rs))

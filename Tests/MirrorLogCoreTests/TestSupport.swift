@@ -58,9 +58,9 @@ struct Harness {
     var uuid = "LVM-harness"
     var version: UInt32 = 3
 
-    init(clusterAvailable: Bool = false) { engine.clusterAvailable = clusterAvailable }
+    init() {}
 
-    mutating func send(_ type: RequestType, _ payload: RequestPayload = .none, luid: UInt64? = nil, uuid: String? = nil, version: UInt32? = nil, from member: MemberID = .local) -> EngineOutput {
+    mutating func send(_ type: RequestType, _ payload: RequestPayload = .none, luid: UInt64? = nil, uuid: String? = nil, version: UInt32? = nil, from member: MemberID = .local) -> [Directive] {
         seq &+= 1
         let request = wire(makeRequest(type, payload, luid: luid ?? self.luid, uuid: uuid ?? self.uuid, version: version ?? self.version, seq: seq))
         return engine.handle(request, from: member)
@@ -111,3 +111,52 @@ let EINVAL: Int32 = -22
 let ESRCH: Int32 = -3
 let EIO: Int32 = -5
 let EEXIST: Int32 = -17
+
+/// What a local log's directives amount to, for assertions: its one reply or device action (a close
+/// together with the reply that follows it).
+enum Step: Equatable {
+    case reply(Reply)
+    case openDevice(luid: UInt64, LogDeviceSpec)
+    case readDevice(luid: UInt64, byteCount: Int)
+    case writeDevice(luid: UInt64, [DiskWrite])
+    case closeDevice(luid: UInt64, then: Reply)
+    case nothing
+}
+
+extension Array where Element == Directive {
+    var action: Step {
+        var closed: UInt64?
+        for directive in self {
+            switch directive {
+            case let .closeDevice(luid): closed = luid
+            case let .reply(_, reply): return closed.map { .closeDevice(luid: $0, then: reply) } ?? .reply(reply)
+            case let .openDevice(luid, spec): return .openDevice(luid: luid, spec)
+            case let .readDevice(io, byteCount): return .readDevice(luid: io.luid, byteCount: byteCount)
+            case let .writeDevice(io, writes): return .writeDevice(luid: io.luid, writes)
+            default: continue
+            }
+        }
+        return .nothing
+    }
+
+    var notices: [Notice] {
+        compactMap { if case let .notice(notice) = $0 { notice } else { nil } }
+    }
+
+    var restartRecoveryOf: String? {
+        for case let .restartRecovery(uuid) in self { return uuid }
+        return nil
+    }
+}
+
+extension LogEngine {
+    /// A local log's device read finished (its one action at a time).
+    mutating func completeRead(luid: UInt64, _ result: Result<[UInt8], DeviceIOError>) -> [Directive] {
+        completeRead(DeviceIO(luid: luid, log: .local(luid: luid), ticket: 0), result)
+    }
+
+    /// A local log's device write finished.
+    mutating func completeWrite(luid: UInt64, _ result: Result<Void, DeviceIOError>) -> [Directive] {
+        completeWrite(DeviceIO(luid: luid, log: .local(luid: luid), ticket: 0), result)
+    }
+}

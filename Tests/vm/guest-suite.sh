@@ -1295,7 +1295,7 @@ final_cleanup() {
     cleanup_scenario 2>/dev/null
     stop_daemon
     stop_corosync
-    rm -rf "$WORK"
+    rm -rf "$WORK" /dev/shm/mlt-bin
     dmesg > "$RES/dmesg.txt" 2>/dev/null
 }
 
@@ -1335,7 +1335,7 @@ main() {
     # for `mirrorlogd --version` in a TCG guest, 0.5 s from tmpfs). A node runs
     # the daemon from a local, cached disk, so the suite runs a copy in tmpfs.
     if [[ $MODE == userspace ]]; then
-        cp "$BIN" "$WORK/mirrorlogd" && BIN=$WORK/mirrorlogd
+        mkdir -p /dev/shm/mlt-bin && cp "$BIN" /dev/shm/mlt-bin/mirrorlogd && BIN=/dev/shm/mlt-bin/mirrorlogd
     fi
 
     say "kernel $(uname -r), mode $MODE, scenarios: ${PLAN[*]}"

@@ -39,7 +39,6 @@ int mlsys_lock_exclusive_nonblocking(int fd);
 /* Writes a message to syslog (daemon facility) at the given priority. */
 void mlsys_syslog(int priority, const char *message);
 void mlsys_openlog(const char *ident);
-#endif
 
 /* Device-mapper control: restarts recovery of the mirror whose userspace log has `log_uuid` by
  * suspending and resuming its dm device (a resume is the only thing that resets the kernel's cached
@@ -47,3 +46,5 @@ void mlsys_openlog(const char *ident);
  * the daemon's event loop must answer. When done, the thread writes one line of text to `report_fd`
  * ("ok <device>" or "error <what>"). Returns 0 if the thread started, or -errno. */
 int mlsys_dm_restart_recovery_async(const char *log_uuid, int report_fd);
+
+#endif /* CMIRRORLOGSYS_H */

@@ -82,14 +82,6 @@ public final class CPGGroup {
 
     deinit { close() }
 
-    /// The largest message corosync multicasts in one piece (`cpg_max_atomic_msgsize_get`). Larger ones are
-    /// fragmented by libcpg, which then waits for corosync on every fragment and, under flow control,
-    /// sleeps in 10 ms steps (up to about 1 s per fragment) inside ``multicast(_:)``.
-    public var maximumAtomicMessageSize: Int {
-        var size: UInt32 = 0
-        return cpg_max_atomic_msgsize_get(handle, &size) == CS_OK ? Int(size) : 0
-    }
-
     /// Joins the group (`cpg_join`), retrying `CS_ERR_TRY_AGAIN` for about 1 s (tools; an event loop
     /// uses ``tryJoin()``). The join shows up later as a ``CPGEvent/membershipChanged(_:)`` that
     /// lists ``localMember`` as joined.

@@ -31,14 +31,8 @@ public struct CorosyncError: Error, Sendable, Equatable, CustomStringConvertible
     /// `CS_ERR_TOO_BIG`: a message larger than corosync accepts.
     public static let tooBig = Int32(bitPattern: CS_ERR_TOO_BIG.rawValue)
 
-    /// Whether the call may succeed if simply repeated later.
-    public var isTryAgain: Bool { code == Self.tryAgain }
-
     /// Whether the connection to corosync is lost: the handle is useless and must be closed.
     public var isConnectionLost: Bool { code == Self.library || code == Self.badHandle }
-
-    /// Whether the member already exists (a second join of the same group by this process).
-    public var isExist: Bool { code == Self.exist }
 
     /// corosync's text for the code (`cs_strerror`).
     public var message: String {

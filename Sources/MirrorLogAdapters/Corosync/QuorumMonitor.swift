@@ -12,8 +12,6 @@ public final class QuorumMonitor {
     public private(set) var nodes: Set<UInt32> = []
     /// The descriptor to poll for readability (`quorum_fd_get`). Owned by the handle.
     public let fileDescriptor: Int32
-    /// Whether corosync runs a quorum provider (`QUORUM_SET`); without one every partition counts as quorate.
-    public let hasQuorumProvider: Bool
 
     private let handle: quorum_handle_t
     private let sink: QuorumSink
@@ -44,7 +42,7 @@ public final class QuorumMonitor {
         }
         self.handle = handle
         self.sink = sink
-        hasQuorumProvider = quorumType == UInt32(QUORUM_SET)
+        _ = quorumType
     }
 
     deinit { close() }

@@ -9,17 +9,17 @@ enum DiskTicket: Sendable, Equatable {
 
 extension ClusterLogGroup {
     /// As the disk writer: finish what a failed writer left (unconfirmed flushes, the first read).
-    mutating func writerDuties() -> [ClusterDirective] {
+    mutating func writerDuties() -> [Directive] {
         guard isDiskWriter, let luid = deviceLUID, let replica else { return [] }
         if replica.needsDiskLoad {
             guard !diskLoadInProgress, let bytes = replica.log.diskImageBytes else { return [] }
             diskLoadInProgress = true
-            return [.readDevice(luid: luid, byteCount: bytes, ticket: issue(.load))]
+            return [.readDevice(io(luid, issue(.load)), byteCount: bytes)]
         }
         if replica.ackedFlush < replica.flushNumber {
             // The whole image, from a copy: the dirty-block map is replicated state, and only the
             // writer runs this (clearing it here made the replicas differ; found by the simulation).
-            return [.writeDevice(luid: luid, wholeImage(), ticket: issue(.flush(number: replica.flushNumber, token: 0, whole: true)))]
+            return [.writeDevice(io(luid, issue(.flush(number: replica.flushNumber, token: 0, whole: true))), wholeImage())]
         }
         return []
     }
@@ -49,10 +49,10 @@ extension ClusterLogGroup {
     }
 
     /// A write of the log device finished: confirm it to the group, and answer our own FLUSH.
-    mutating func completeWrite(ticket: UInt64, _ result: Result<Void, DeviceIOError>) -> [ClusterDirective] {
+    mutating func completeWrite(ticket: UInt64, _ result: Result<Void, DeviceIOError>) -> [Directive] {
         guard case let .flush(number, token, whole) = diskTickets.removeValue(forKey: ticket) else { return [] }
         var failed: Bool
-        var out: [ClusterDirective] = []
+        var out: [Directive] = []
         switch result {
         case .success:
             // A partial write after a failed one does not make flush `number` durable: the failed
@@ -70,10 +70,10 @@ extension ClusterLogGroup {
     }
 
     /// The first read of the log device finished: tell the group what it holds.
-    mutating func completeRead(ticket: UInt64, _ result: Result<[UInt8], DeviceIOError>) -> [ClusterDirective] {
+    mutating func completeRead(ticket: UInt64, _ result: Result<[UInt8], DeviceIOError>) -> [Directive] {
         guard diskTickets.removeValue(forKey: ticket) == .load, let replica else { return [] }
         var clean: Bitmap?
-        var out: [ClusterDirective] = []
+        var out: [Directive] = []
         switch result {
         case let .success(image):
             let format = DiskLogFormat(regionCount: replica.regionCount, blockSize: replica.log.disk?.format.blockSize ?? 512)

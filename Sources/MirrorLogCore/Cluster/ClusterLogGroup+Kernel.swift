@@ -2,7 +2,7 @@ extension ClusterLogGroup {
     /// A request from a local instance's kernel (not CTR or DTR, which ``ClusterNode`` handles).
     /// Reads of replicated state that are safe without a round trip are answered at once; everything
     /// else becomes an operation that is answered when it comes back in the delivery order.
-    mutating func handleKernel(_ request: KernelRequest) -> [ClusterDirective] {
+    mutating func handleKernel(_ request: KernelRequest) -> [Directive] {
         var header = request.header
         header.uuidBytes = ArraySlice(Array(request.header.uuidBytes))
         let regionCount = arguments.regionCount
@@ -80,7 +80,7 @@ extension ClusterLogGroup {
         return "3 \(arguments.logType) \(attachment.deviceNumber) \(failed ? "D" : "A")"
     }
 
-    private func outOfRange(_ header: RequestHeader, _ type: RequestType, _ region: UInt64) -> [ClusterDirective] {
+    private func outOfRange(_ header: RequestHeader, _ type: RequestType, _ region: UInt64) -> [Directive] {
         [.reply(header, .failure(.invalidArgument)),
          notice(.error, "\(type) names region \(region), but the log has \(arguments.regionCount) regions; refused")]
     }
@@ -108,7 +108,7 @@ extension ClusterLogGroup {
     }
 
     /// Sends the answer of our own operation `token`, if a kernel request waits for it.
-    mutating func answer(_ token: UInt64, _ reply: Reply) -> [ClusterDirective] {
+    mutating func answer(_ token: UInt64, _ reply: Reply) -> [Directive] {
         guard let request = pending.removeValue(forKey: token) else { return [] }
         return [.reply(request.header, reply)]
     }

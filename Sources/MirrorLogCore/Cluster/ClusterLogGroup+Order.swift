@@ -2,7 +2,7 @@ extension ClusterLogGroup {
     // MARK: Deliveries
 
     /// This log's part of a message delivered in the agreed order.
-    mutating func receive(_ event: GroupEvent, from sender: MemberID, quorum: QuorumView) -> [ClusterDirective] {
+    mutating func receive(_ event: GroupEvent, from sender: MemberID, quorum: QuorumView) -> [Directive] {
         switch status {
         case .joining:
             return []
@@ -18,10 +18,10 @@ extension ClusterLogGroup {
     }
 
     /// Applies a delivered event to the replica.
-    mutating func apply(_ event: GroupEvent, from sender: MemberID, quorum: QuorumView) -> [ClusterDirective] {
+    mutating func apply(_ event: GroupEvent, from sender: MemberID, quorum: QuorumView) -> [Directive] {
         switch event {
         case let .operations(list):
-            var out: [ClusterDirective] = []
+            var out: [Directive] = []
             for entry in list { out += applyOperation(entry.operation, token: entry.token, from: sender) }
             return out
         case let .chunk(chunk):
@@ -31,12 +31,12 @@ extension ClusterLogGroup {
         }
     }
 
-    mutating func applyOperation(_ operation: ClusterOperation, token: UInt64, from sender: MemberID) -> [ClusterDirective] {
+    mutating func applyOperation(_ operation: ClusterOperation, token: UInt64, from sender: MemberID) -> [Directive] {
         let writer = isDiskWriter
         let generationBefore = replica!.generation
         let flushBefore = replica!.flushNumber
         let outcome = replica!.apply(operation, from: sender, localIsWriter: writer)
-        var out: [ClusterDirective] = []
+        var out: [Directive] = []
         let mine = sender == me
         let firstReconnectResume = mine && operation == .resume && stateLost && !reconnectResumeSeen
         if mine { noteLocalApplied(operation) }
@@ -52,7 +52,7 @@ extension ClusterLogGroup {
             // A new flush number is the writer's to write; an earlier one is already on its way.
             if writer, number > flushBefore, let luid = deviceLUID {
                 let write = flushWrites(writes, number: number, token: mine ? token : 0)
-                out.append(.writeDevice(luid: luid, write.writes, ticket: write.ticket))
+                out.append(.writeDevice(io(luid, write.ticket), write.writes))
             } else if mine {
                 flushWaiters.append((number, token))
             }
@@ -96,7 +96,7 @@ extension ClusterLogGroup {
     // MARK: Configuration changes
 
     /// A configuration change of the group, in the agreed order.
-    mutating func membershipChanged(_ change: MembershipChange, quorum: QuorumView) -> [ClusterDirective] {
+    mutating func membershipChanged(_ change: MembershipChange, quorum: QuorumView) -> [Directive] {
         lastMembers = change.members
         switch status {
         case .joining:
@@ -124,8 +124,8 @@ extension ClusterLogGroup {
         }
     }
 
-    mutating func applyChange(_ change: MembershipChange, quorum: QuorumView) -> [ClusterDirective] {
-        var out: [ClusterDirective] = []
+    mutating func applyChange(_ change: MembershipChange, quorum: QuorumView) -> [Directive] {
+        var out: [Directive] = []
         let adoptions = replica!.applyMembership(change)
         for (old, new) in adoptions.adopted {
             out.append(notice(.info, "member \(new) is the restarted daemon of failed member \(old) on the same node: it takes over its marks and resync work"))
@@ -149,7 +149,7 @@ extension ClusterLogGroup {
 
     /// Starts the state from scratch: this member is alone in the group, or (`change`) every member
     /// that could hold the state left before it reached us; then for everyone still in the group.
-    mutating func found(quorum: QuorumView, why: String, with change: MembershipChange? = nil) -> [ClusterDirective] {
+    mutating func found(quorum: QuorumView, why: String, with change: MembershipChange? = nil) -> [Directive] {
         guard quorum.quorate else {
             return [notice(.warning, "alone in the group but not quorate: waiting for quorum before starting the state")]
         }
@@ -201,7 +201,7 @@ extension ClusterLogGroup {
 
     /// After a transfer or founding: re-mark what our kernel holds, and re-send requests whose
     /// answers were lost with the old membership.
-    mutating func afterStateInstalled() -> [ClusterDirective] {
+    mutating func afterStateInstalled() -> [Directive] {
         // Not what our kernel already cleared: those clears are still pending and may be applied
         // before this mark (found by the simulation: the mark outlived the clear, held forever).
         var cleared = Bitmap(count: localMarks.count)
@@ -239,7 +239,7 @@ extension ClusterLogGroup {
 
     /// Quorum changed for the whole node (losing it makes the node leave the ordering group; see
     /// ``ClusterNode/quorumChanged(_:)``): a recovery may now be complete.
-    mutating func quorumChanged(_ quorum: QuorumView) -> [ClusterDirective] {
+    mutating func quorumChanged(_ quorum: QuorumView) -> [Directive] {
         maybeSendDone(quorum: quorum)
     }
 
@@ -247,7 +247,7 @@ extension ClusterLogGroup {
     /// its node is out of the quorate membership (fenced, in this issue: gone from votequorum's view).
     /// A member whose process died on a live node stays held until its node goes, or its restarted
     /// daemon joins and takes its marks over.
-    mutating func maybeSendDone(quorum: QuorumView) -> [ClusterDirective] {
+    mutating func maybeSendDone(quorum: QuorumView) -> [Directive] {
         guard status == .active, let replica, replica.recoveryPending, quorum.quorate else { return [] }
         let next = replica.generation + 1
         guard doneSentFor < next else { return [] }

@@ -1,20 +1,20 @@
 extension ClusterLogGroup {
     /// As the donor: the state at this point of the order, in chunks, to every member waiting for it.
-    mutating func sendSnapshot() -> [ClusterDirective] {
+    mutating func sendSnapshot() -> [Directive] {
         guard let replica else { return [] }
         let recipients = replica.unsyncedAge.sorted { $0.key < $1.key }.map { SnapshotChunk.Recipient(member: $0.key, point: $0.value) }
         guard !recipients.isEmpty else { return [] }
         snapshotSerial += 1
         let bytes = ReplicaSnapshot.encode(replica)
         let chunks = SnapshotChunk.split(bytes, log: uuidBytes, donor: me, serial: snapshotSerial, recipients: recipients)
-        var out: [ClusterDirective] = chunks.map { .multicast(group: ClusterNode.orderingGroup, ClusterMessage.snapshotChunk($0).encoded()) }
+        var out: [Directive] = chunks.map { .multicast(ClusterMessage.snapshotChunk($0).encoded()) }
         let names = recipients.map { "\($0.member)" }.joined(separator: ", ")
         out.append(notice(.info, "sending the state to \(names): \(bytes.count) bytes in \(chunks.count) chunk(s)"))
         return out
     }
 
     /// As a joiner: a chunk addressed to us.
-    mutating func receiveChunk(_ chunk: SnapshotChunk, quorum: QuorumView) -> [ClusterDirective] {
+    mutating func receiveChunk(_ chunk: SnapshotChunk, quorum: QuorumView) -> [Directive] {
         guard let point = chunk.recipients.first(where: { $0.member == me })?.point else { return [] }
         if chunk.index == 0 {
             assembly = Assembly(donor: chunk.donor, serial: chunk.serial, point: point, recipients: chunk.recipients.map(\.member), data: chunk.data, next: 1)

@@ -114,10 +114,13 @@ public struct ClusterLogGroup: Sendable {
         return MirrorLog(uuidBytes: uuidBytes, luid: luid, arguments: arguments, attachment: attachment, stateLost: stateLost)
     }
 
+    /// A device action of this log on instance `luid`'s device.
+    func io(_ luid: UInt64, _ ticket: UInt64) -> DeviceIO { DeviceIO(luid: luid, log: .clustered(uuid: uuidBytes), ticket: ticket) }
+
     /// Whether this member writes the shared log device.
     var isDiskWriter: Bool { replica?.diskWriter == me && arguments.logType.hasLogDevice }
 
-    func notice(_ level: Notice.Level, _ message: String) -> ClusterDirective {
+    func notice(_ level: Notice.Level, _ message: String) -> Directive {
         .notice(Notice(level, uuid: uuid, message))
     }
 }

@@ -27,8 +27,9 @@ public struct ClusterNode: Sendable {
 
     private var groupOfLUID: [UInt64: [UInt8]] = [:]
     private var pendingConstructors: [UInt64: PendingConstructor] = [:]
-    private var tickets: [UInt64: (group: [UInt8], ticket: UInt64)] = [:]
-    private var nextTicket: UInt64 = 0
+    /// Numbers the log instances this node creates; a log's device tickets start at its number
+    /// shifted up by 32, so a ticket of a destroyed instance never names one of its successor's.
+    private var instanceSerial: UInt64 = 0
 
     /// Where this daemon is with the ordering group.
     public enum OrderingStatus: String, Sendable, Equatable {
@@ -72,24 +73,15 @@ public struct ClusterNode: Sendable {
         self.quorum = quorum
     }
 
-    /// Whether `request` is for a clustered log: a CTR naming a clustered log type, or any request for
-    /// a luid this node serves.
-    public func claims(_ request: KernelRequest) -> Bool {
-        if groupOfLUID[request.header.luid] != nil || pendingConstructors[request.header.luid] != nil { return true }
-        guard request.type == .constructor, case let .constructor(text) = request.payload else { return false }
-        return Self.namesClusteredType(text.text)
-    }
-
-    /// Whether a constructor string names `clustered-core` or `clustered-disk` (its second word).
-    public static func namesClusteredType(_ text: String) -> Bool {
-        let words = text.split(separator: " ", maxSplits: 2)
-        return words.count >= 2 && words[1].hasPrefix("clustered-")
+    /// Whether log instance `luid` is a clustered one of this node (or its constructor is under way).
+    public func serves(luid: UInt64) -> Bool {
+        groupOfLUID[luid] != nil || pendingConstructors[luid] != nil
     }
 
     // MARK: Kernel
 
     /// A request from the kernel for a clustered log.
-    public mutating func handleKernel(_ request: KernelRequest) -> [ClusterDirective] {
+    public mutating func handleKernel(_ request: KernelRequest) -> [Directive] {
         let luid = request.header.luid
         switch request.type {
         case .constructor:
@@ -97,16 +89,13 @@ public struct ClusterNode: Sendable {
         case .destructor:
             return destroy(request)
         default:
-            guard let name = groupOfLUID[luid] else {
-                let reply = Reply(error: -KernelErrno.noSuchProcess.rawValue, payload: LogEngine.placeholderPayload(for: request.type))
-                return [.reply(owned(request.header), reply), .notice(Notice(.warning, uuid: request.header.uuid, "\(request.type) for unknown clustered log (luid \(luid)); answering -ESRCH so the kernel re-sends its constructor"))]
-            }
+            guard let name = groupOfLUID[luid] else { return LogEngine.unknownLog(request) }
             return groups[name]!.handleKernel(request)
         }
     }
 
     /// The device of a `clustered-disk` constructor was opened (or not).
-    public mutating func completeOpen(luid: UInt64, _ result: Result<DeviceAttachment, DeviceIOError>) -> [ClusterDirective] {
+    public mutating func completeOpen(luid: UInt64, _ result: Result<DeviceAttachment, DeviceIOError>) -> [Directive] {
         guard let pending = pendingConstructors.removeValue(forKey: luid) else { return [] }
         switch result {
         case let .failure(error):
@@ -123,8 +112,8 @@ public struct ClusterNode: Sendable {
     // MARK: Cluster inputs
 
     /// A message delivered in the ordering group.
-    public mutating func deliver(group: String, from sender: MemberID, bytes: ArraySlice<UInt8>) -> [ClusterDirective] {
-        guard group == Self.orderingGroup, orderingStatus == .census || orderingStatus == .ready else { return [] }
+    public mutating func deliver(from sender: MemberID, bytes: ArraySlice<UInt8>) -> [Directive] {
+        guard orderingStatus == .census || orderingStatus == .ready else { return [] }
         let message: ClusterMessage
         do {
             message = try ClusterMessage.decode(bytes)
@@ -137,13 +126,13 @@ public struct ClusterNode: Sendable {
             return [.notice(Notice(.error, uuid: nil, "refused a message from member \(sender): \(error)"))]
         }
         guard !refusedMembers.contains(sender) else { return [] }
-        var out: [ClusterDirective] = []
+        var out: [Directive] = []
         switch message {
         case let .operations(batches):
             for batch in batches { out += deliverBatch(batch, from: sender) }
         case let .snapshotChunk(chunk):
             if groups[chunk.log] != nil {
-                out += mapTickets(chunk.log, groups[chunk.log]!.receive(.chunk(chunk), from: sender, quorum: quorum))
+                out += groups[chunk.log]!.receive(.chunk(chunk), from: sender, quorum: quorum)
             }
         case let .census(logs, members):
             // Written before the sender saw us join, it may miss an attach we did not see either
@@ -161,9 +150,9 @@ public struct ClusterNode: Sendable {
     }
 
     /// A configuration change of the ordering group.
-    public mutating func membershipChanged(group: String, _ change: MembershipChange) -> [ClusterDirective] {
-        guard group == Self.orderingGroup, orderingStatus != .idle else { return [] }
-        var out: [ClusterDirective] = []
+    public mutating func membershipChanged(_ change: MembershipChange) -> [Directive] {
+        guard orderingStatus != .idle else { return [] }
+        var out: [Directive] = []
         orderingMembers = change.members
         if change.joined.contains(me), orderingStatus == .joining {
             attachments = [:]
@@ -186,7 +175,7 @@ public struct ClusterNode: Sendable {
         for log in departures.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) where groups[log] != nil && groups[log]!.status != .joining {
             let members = Array(attachments[log] ?? []).sorted()
             let logChange = MembershipChange(members: members, joined: [], left: departures[log]!)
-            out += mapTickets(log, groups[log]!.membershipChanged(logChange, quorum: quorum))
+            out += groups[log]!.membershipChanged(logChange, quorum: quorum)
         }
         if orderingStatus == .census { out += completeCensusIfDone() }
         // Someone joined (a new daemon, or the other side of a healed partition): tell it what we serve.
@@ -197,52 +186,50 @@ public struct ClusterNode: Sendable {
     /// Quorum changed. Losing it, the node leaves the ordering group: its copy of every log may
     /// diverge from the quorate side, which may be recovering this node's regions. Requests are held.
     /// Regaining it, the node joins again and takes every log's state from the quorate members.
-    public mutating func quorumChanged(_ view: QuorumView) -> [ClusterDirective] {
+    public mutating func quorumChanged(_ view: QuorumView) -> [Directive] {
         let before = quorum.quorate
         quorum = view
-        var out: [ClusterDirective] = []
+        var out: [Directive] = []
         if before != view.quorate {
             out.append(.notice(Notice(view.quorate ? .info : .warning, uuid: nil, view.quorate
                     ? "quorum regained (\(view.nodes.count) node(s)); rejoining and resuming held requests"
                     : "quorum lost: leaving the ordering group; requests of clustered logs are held until quorum returns (the kernel waits and re-sends; nothing fails)")))
         }
         if !view.quorate, orderingStatus != .idle {
-            out.append(.leave(group: Self.orderingGroup))
+            out.append(.leaveOrderingGroup)
             resetOrdering()
             return out
         }
         if view.quorate, connected, orderingStatus == .idle, !groups.isEmpty {
             orderingStatus = .joining
-            out.append(.join(group: Self.orderingGroup))
+            out.append(.joinOrderingGroup)
         }
-        for log in groups.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) { out += mapTickets(log, groups[log]!.quorumChanged(view)) }
+        for log in groups.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) { out += groups[log]!.quorumChanged(view) }
         return out
     }
 
     /// A disk write finished.
-    public mutating func completeWrite(ticket: UInt64, _ result: Result<Void, DeviceIOError>) -> [ClusterDirective] {
-        if finishDraining(ticket) { return [] }
-        guard let target = tickets.removeValue(forKey: ticket), groups[target.group] != nil else { return [] }
-        return mapTickets(target.group, groups[target.group]!.completeWrite(ticket: target.ticket, result))
+    public mutating func completeWrite(_ io: DeviceIO, _ result: Result<Void, DeviceIOError>) -> [Directive] {
+        guard case let .clustered(log) = io.log, !finishDraining(log, io.ticket) else { return [] }
+        return groups[log]?.completeWrite(ticket: io.ticket, result) ?? []
     }
 
     /// A disk read finished.
-    public mutating func completeRead(ticket: UInt64, _ result: Result<[UInt8], DeviceIOError>) -> [ClusterDirective] {
-        if finishDraining(ticket) { return [] }
-        guard let target = tickets.removeValue(forKey: ticket), groups[target.group] != nil else { return [] }
-        return mapTickets(target.group, groups[target.group]!.completeRead(ticket: target.ticket, result))
+    public mutating func completeRead(_ io: DeviceIO, _ result: Result<[UInt8], DeviceIOError>) -> [Directive] {
+        guard case let .clustered(log) = io.log, !finishDraining(log, io.ticket) else { return [] }
+        return groups[log]?.completeRead(ticket: io.ticket, result) ?? []
     }
 
     /// The operations queued since the last call, in one message for every log (requests of many
     /// logs in flight at once share one CPG message). Logs that must hold (no quorum, no state yet
     /// after a partition) keep theirs.
-    public mutating func flushOutbound() -> [ClusterDirective] {
+    public mutating func flushOutbound() -> [Directive] {
         guard orderingStatus == .census || orderingStatus == .ready else { return [] }
-        var out: [ClusterDirective] = []
+        var out: [Directive] = []
         if censusDue {
             censusDue = false
             let served = attachments.filter { $0.value.contains(me) }.keys.sorted { $0.lexicographicallyPrecedes($1) }
-            out.append(.multicast(group: Self.orderingGroup, ClusterMessage.census(logs: served, members: orderingMembers).encoded()))
+            out.append(.multicast(ClusterMessage.census(logs: served, members: orderingMembers).encoded()))
         }
         var batches: [LogBatch] = detaches.map { LogBatch(log: $0, entries: [TokenedOperation(token: 0, operation: .detach)]) }
         detaches.removeAll()
@@ -252,7 +239,7 @@ public struct ClusterNode: Sendable {
         }
         guard !batches.isEmpty else { return out }
         if operationsPerMessage == .max {
-            out.append(.multicast(group: Self.orderingGroup, ClusterMessage.operations(batches).encoded()))
+            out.append(.multicast(ClusterMessage.operations(batches).encoded()))
             return out
         }
         for batch in batches {
@@ -260,7 +247,7 @@ public struct ClusterNode: Sendable {
             while start < batch.entries.count {
                 let end = min(batch.entries.count, start + max(1, operationsPerMessage))
                 let part = LogBatch(log: batch.log, entries: Array(batch.entries[start ..< end]))
-                out.append(.multicast(group: Self.orderingGroup, ClusterMessage.operations([part]).encoded()))
+                out.append(.multicast(ClusterMessage.operations([part]).encoded()))
                 start = end
             }
         }
@@ -271,18 +258,18 @@ public struct ClusterNode: Sendable {
     public var hasOutbound: Bool { censusDue || !detaches.isEmpty || groups.values.contains { !$0.outbound.isEmpty } }
 
     /// The CPG connection failed: every group must rejoin and get the state again.
-    public mutating func connectionLost() -> [ClusterDirective] {
+    public mutating func connectionLost() -> [Directive] {
         connected = false
         resetOrdering()
         return groups.isEmpty ? [] : [.notice(Notice(.error, uuid: nil, "lost the connection to corosync: \(groups.count) clustered log(s) hold their requests until it returns"))]
     }
 
     /// The CPG connection is back: join every group again.
-    public mutating func connectionRestored() -> [ClusterDirective] {
+    public mutating func connectionRestored() -> [Directive] {
         connected = true
         guard !groups.isEmpty, orderingStatus == .idle, quorum.quorate else { return [] }
         orderingStatus = .joining
-        return [.join(group: Self.orderingGroup)]
+        return [.joinOrderingGroup]
     }
 
     /// One line per clustered log for state dumps: `cluster-state uuid=… status=… members=…
@@ -319,13 +306,13 @@ public struct ClusterNode: Sendable {
 
     /// One log's operations from `sender`: attach and detach become configuration changes of the
     /// log, in place; the rest goes to the log's group.
-    private mutating func deliverBatch(_ batch: LogBatch, from sender: MemberID) -> [ClusterDirective] {
-        var out: [ClusterDirective] = []
+    private mutating func deliverBatch(_ batch: LogBatch, from sender: MemberID) -> [Directive] {
+        var out: [Directive] = []
         var run: [TokenedOperation] = []
         func flushRun(_ node: inout ClusterNode) {
             guard !run.isEmpty else { return }
             if node.groups[batch.log] != nil {
-                out += node.mapTickets(batch.log, node.groups[batch.log]!.receive(.operations(run), from: sender, quorum: node.quorum))
+                out += node.groups[batch.log]!.receive(.operations(run), from: sender, quorum: node.quorum)
             }
             run.removeAll()
         }
@@ -346,28 +333,28 @@ public struct ClusterNode: Sendable {
     }
 
     /// `member` serves `log` from here on in the order.
-    private mutating func attach(_ member: MemberID, to log: [UInt8]) -> [ClusterDirective] {
+    private mutating func attach(_ member: MemberID, to log: [UInt8]) -> [Directive] {
         let isNew = attachments[log, default: []].insert(member).inserted
         guard groups[log] != nil else { return [] }
         let ourJoin = member == me && groups[log]!.status == .joining && !oldInstances.contains(log)
         guard isNew || ourJoin, ourJoin || groups[log]!.status != .joining else { return [] }
         if member == me { groups[log]!.attachQueued = false }
         let change = MembershipChange(members: Array(attachments[log]!).sorted(), joined: [member], left: [])
-        return mapTickets(log, groups[log]!.membershipChanged(change, quorum: quorum))
+        return groups[log]!.membershipChanged(change, quorum: quorum)
     }
 
     /// `member` stopped serving `log` (a clean leave).
-    private mutating func detach(_ member: MemberID, from log: [UInt8]) -> [ClusterDirective] {
+    private mutating func detach(_ member: MemberID, from log: [UInt8]) -> [Directive] {
         if member == me { oldInstances.remove(log) }
         guard attachments[log]?.remove(member) != nil else { return [] }
         if attachments[log]!.isEmpty { attachments.removeValue(forKey: log) }
         guard groups[log] != nil, member != me, groups[log]!.status != .joining else { return [] }
         let change = MembershipChange(members: Array(attachments[log] ?? []).sorted(), joined: [], left: [.init(member, .left)])
-        return mapTickets(log, groups[log]!.membershipChanged(change, quorum: quorum))
+        return groups[log]!.membershipChanged(change, quorum: quorum)
     }
 
     /// Once every other daemon's census arrived: attach our logs.
-    private mutating func completeCensusIfDone() -> [ClusterDirective] {
+    private mutating func completeCensusIfDone() -> [Directive] {
         guard orderingStatus == .census, censusPending.isEmpty else { return [] }
         orderingStatus = .ready
         for log in groups.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) where groups[log]!.status == .joining { queueAttach(log) }
@@ -379,7 +366,7 @@ public struct ClusterNode: Sendable {
         groups[log]!.attachQueued = true
     }
 
-    private mutating func construct(_ request: KernelRequest) -> [ClusterDirective] {
+    private mutating func construct(_ request: KernelRequest) -> [Directive] {
         let header = owned(request.header)
         guard case let .constructor(text) = request.payload else { return [.reply(header, .failure(.invalidArgument))] }
         let uuid = header.uuid
@@ -388,7 +375,7 @@ public struct ClusterNode: Sendable {
             guard group.uuidBytes[...] == header.uuidBytes else {
                 return [.reply(header, .failure(.exists)), .notice(Notice(.error, uuid: uuid, "constructor refused: luid \(header.luid) already belongs to '\(group.uuid)'"))]
             }
-            let notice = ClusterDirective.notice(Notice(.info, uuid: uuid, "constructor re-sent for a known clustered log; state kept"))
+            let notice = Directive.notice(Notice(.info, uuid: uuid, "constructor re-sent for a known clustered log; state kept"))
             if let attachment = group.instances[header.luid] ?? nil, header.version >= 2, !text.isNULTerminated {
                 return [.reply(header, Reply(payload: .deviceName(attachment.deviceNumber))), notice]
             }
@@ -418,13 +405,15 @@ public struct ClusterNode: Sendable {
         return finishConstruct(pending, attachment: nil)
     }
 
-    private mutating func finishConstruct(_ pending: PendingConstructor, attachment: DeviceAttachment?) -> [ClusterDirective] {
+    private mutating func finishConstruct(_ pending: PendingConstructor, attachment: DeviceAttachment?) -> [Directive] {
         let header = pending.header
         let name = Array(header.uuidBytes)
-        var out: [ClusterDirective] = []
+        var out: [Directive] = []
         if groups[name] == nil {
             if draining.removeValue(forKey: name) != nil { detaches.append(name) }
+            instanceSerial += 1
             groups[name] = ClusterLogGroup(uuidBytes: Array(header.uuidBytes), arguments: pending.arguments, me: me, stateLost: pending.stateLost)
+            groups[name]!.nextDiskTicket = instanceSerial << 32
             groups[name]!.mutation = mutation
             // A detach of the destroyed instance still queued goes out before the new attach: the
             // others must see us leave, or they take the attach for one they already had and never
@@ -433,7 +422,7 @@ public struct ClusterNode: Sendable {
             case .idle:
                 if connected && quorum.quorate {
                     orderingStatus = .joining
-                    out.append(.join(group: Self.orderingGroup))
+                    out.append(.joinOrderingGroup)
                 }
             case .ready:
                 queueAttach(name)
@@ -454,19 +443,18 @@ public struct ClusterNode: Sendable {
         return out
     }
 
-    private mutating func destroy(_ request: KernelRequest) -> [ClusterDirective] {
+    private mutating func destroy(_ request: KernelRequest) -> [Directive] {
         let header = owned(request.header)
         let luid = header.luid
         guard let name = groupOfLUID.removeValue(forKey: luid) else {
             return [.reply(header, .ok)]
         }
-        var out: [ClusterDirective] = []
+        var out: [Directive] = []
         let attachment = groups[name]!.instances.removeValue(forKey: luid) ?? nil
         if attachment != nil { out.append(.closeDevice(luid: luid)) }
         if groups[name]!.instances.isEmpty {
             let group = groups.removeValue(forKey: name)!
-            let inFlight = Set(tickets.filter { $0.value.group == name }.map(\.key))
-            tickets = tickets.filter { $0.value.group != name }
+            let inFlight = Set(group.diskTickets.keys)
             if group.status != .joining || group.attachQueued {
                 if inFlight.isEmpty { detaches.append(name) } else { draining[name] = inFlight }
                 oldInstances.insert(name)
@@ -477,32 +465,16 @@ public struct ClusterNode: Sendable {
         return out
     }
 
-    /// A device action of a destroyed log finished; the last one lets its detach go out.
-    private mutating func finishDraining(_ ticket: UInt64) -> Bool {
-        guard let log = draining.first(where: { $0.value.contains(ticket) })?.key else { return false }
-        draining[log]!.remove(ticket)
-        if draining[log]!.isEmpty {
+    /// A device action of a destroyed log instance finished; the last one lets its detach go out.
+    private mutating func finishDraining(_ log: [UInt8], _ ticket: UInt64) -> Bool {
+        guard var tickets = draining[log], tickets.remove(ticket) != nil else { return false }
+        if tickets.isEmpty {
             draining.removeValue(forKey: log)
             detaches.append(log)
+        } else {
+            draining[log] = tickets
         }
         return true
-    }
-
-    private mutating func mapTickets(_ group: [UInt8], _ directives: [ClusterDirective]) -> [ClusterDirective] {
-        directives.map { directive in
-            switch directive {
-            case let .readDevice(luid, byteCount, ticket):
-                nextTicket += 1
-                tickets[nextTicket] = (group, ticket)
-                return .readDevice(luid: luid, byteCount: byteCount, ticket: nextTicket)
-            case let .writeDevice(luid, writes, ticket):
-                nextTicket += 1
-                tickets[nextTicket] = (group, ticket)
-                return .writeDevice(luid: luid, writes, ticket: nextTicket)
-            default:
-                return directive
-            }
-        }
     }
 
     private func owned(_ header: RequestHeader) -> RequestHeader {

@@ -40,9 +40,6 @@ public struct MirrorLog: Sendable {
     var resyncCursor: UInt64 = 0
     /// Every region below this is in sync. Lowered when a region goes out of sync; raised lazily.
     var lowestUnsyncedBound: UInt64 = 0
-    /// Set once every region was in sync; clustered logs then answer IN_SYNC = 1 until the next resume
-    /// (LVM2 bug 596453: one node's leg failure must not switch the others to primary-only writes).
-    private var fullySyncedLatch = false
 
     /// A new log. `stateLost` says the kernel re-sent its constructor after the daemon was gone: a core
     /// log then must treat every region as out of sync, and a disk log trusts its device, whatever
@@ -62,7 +59,6 @@ public struct MirrorLog: Sendable {
         if let attachment { disk = DiskState(attachment: attachment, regionCount: regionCount) }
         self.stateLost = stateLost
         self.recoveryRestartPending = stateLost
-        refreshLatch()
     }
 
     private let stateLost: Bool
@@ -92,8 +88,7 @@ public struct MirrorLog: Sendable {
     public func isClean(_ region: UInt64) -> Bool { clean[region] }
 
     public func isInSync(_ region: UInt64) -> Bool {
-        if fullySyncedLatch && arguments.logType.isClustered { return true }
-        return sync[region]
+        sync[region]
     }
 
     /// The lowest region that still needs resync, or `regionCount`: the highest safe `in_sync_hint`.
@@ -139,7 +134,6 @@ public struct MirrorLog: Sendable {
         } else {
             markOutOfSync(region)
         }
-        refreshLatch()
     }
 
     /// Marks `region` out of sync and not clean without touching who resyncs it (recovery of a failed
@@ -206,7 +200,6 @@ public struct MirrorLog: Sendable {
         syncCount = predecessor.syncCount
         clean = predecessor.clean
         unmarkHeldRegionsClean()
-        refreshLatch()
     }
 
     /// RESUME for a log whose state is in memory (core logs, or disk logs after their image was applied).
@@ -215,7 +208,6 @@ public struct MirrorLog: Sendable {
         resyncCursor = 0
         lowestUnsyncedBound = 0
         recovering.removeAll(keepingCapacity: true)
-        refreshLatch(resumed: true)
     }
 
     // MARK: Disk
@@ -333,10 +325,5 @@ public struct MirrorLog: Sendable {
         if clean.update(region, to: value), disk != nil {
             disk!.dirtyBlocks[UInt64(disk!.format.block(ofWord: Int(region >> 6)))] = true
         }
-    }
-
-    private mutating func refreshLatch(resumed: Bool = false) {
-        if resumed { fullySyncedLatch = false }
-        if syncCount == regionCount { fullySyncedLatch = true }
     }
 }

@@ -4,11 +4,6 @@ extension Array where Element == UInt8 {
     mutating func appendNative<T: FixedWidthInteger>(_ value: T) {
         Swift.withUnsafeBytes(of: value) { append(contentsOf: $0) }
     }
-
-    @inline(__always)
-    mutating func storeNative<T: FixedWidthInteger>(_ value: T, at offset: Int) {
-        withUnsafeMutableBytes { $0.storeBytes(of: value, toByteOffset: offset, as: T.self) }
-    }
 }
 
 extension ArraySlice where Element == UInt8 {
