@@ -184,19 +184,19 @@ public final class Daemon {
                 do {
                     let device = try BlockDevice(opening: spec, privateNodeDirectory: configuration.runtimeDirectory)
                     devices[luid] = device
-                    work += service.completeOpen(luid: luid, .success(device.attachment))
+                    work += service.completeOpen(luid: luid, .success(device.attachment), now: monotonicNanoseconds())
                 } catch {
-                    work += service.completeOpen(luid: luid, .failure(error))
+                    work += service.completeOpen(luid: luid, .failure(error), now: monotonicNanoseconds())
                 }
             case let .closeDevice(luid):
                 devices.removeValue(forKey: luid)
             case let .readDevice(io, byteCount):
                 let result = devices[io.luid]?.read(byteCount: byteCount) ?? .failure(DeviceIOError(errno: 19, operation: "read: log device not open"))
-                work += service.completeRead(io, result)
+                work += service.completeRead(io, result, now: monotonicNanoseconds())
             case let .writeDevice(io, writes):
                 statistics.diskWrites += writes.count
                 let result = devices[io.luid]?.write(writes) ?? .failure(DeviceIOError(errno: 19, operation: "write: log device not open"))
-                work += service.completeWrite(io, result)
+                work += service.completeWrite(io, result, now: monotonicNanoseconds())
             case let .notice(notice):
                 logger.report(notice)
             case let .restartRecovery(uuid):

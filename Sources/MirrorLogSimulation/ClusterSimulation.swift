@@ -121,6 +121,8 @@ public struct ClusterSimulation: Sendable {
         var incarnation = -1
         /// Fencing this node fails until the faults stop.
         var fenceFails = false
+        /// Fenced since it last went down: its kernel is dead and writes nothing until it powers on.
+        var fenced = false
     }
 
     /// A failed member as one component sees it: the regions it may still be writing.
@@ -214,6 +216,7 @@ public struct ClusterSimulation: Sendable {
     mutating func runStep() {
         step += 1
         now += UInt64(rng.below(4))
+        cluster.now = now * 1_000_000   // the clock counts milliseconds; the services take nanoseconds
         let canDeliver = cluster.cpg.components.indices.filter { cluster.cpg.canDeliver($0) }
         let flushers = cluster.nodes.keys.filter { cluster.hasOutbound($0) }
         let kernels = nodes.indices.filter { nodes[$0].kernel != nil }
@@ -230,6 +233,7 @@ public struct ClusterSimulation: Sendable {
             let total = weights.reduce(0, +)
             if total == 0 {
                 now += 50
+                cluster.now = now * 1_000_000
             } else {
                 var roll = rng.below(total)
                 var choice = 0
@@ -326,6 +330,9 @@ public struct ClusterSimulation: Sendable {
             for departure in change.left where departure.reason.isFailure {
                 guard !records.contains(where: { $0.member == departure.member && $0.component == id }) else { continue }
                 let node = nodes[Int(departure.member.nodeID) - 1]
+                // Fenced before its failure was delivered here: nothing of it is still written (the
+                // regions it tore are resynced after the recovery, which is what must happen).
+                if node.fenced { continue }
                 let incarnation = memberKernel[departure.member] ?? -1
                 var regions = Set<UInt64>()
                 var alive = false
@@ -423,6 +430,7 @@ public struct ClusterSimulation: Sendable {
     mutating func powerOn(_ index: Int) {
         let id = nodes[index].id
         nodes[index].up = true
+        nodes[index].fenced = false
         let target = cluster.cpg.components.indices.max { a, b in
             (cluster.cpg.components[a].nodes.count, -a) < (cluster.cpg.components[b].nodes.count, -b)
         } ?? 0
@@ -492,6 +500,7 @@ public struct ClusterSimulation: Sendable {
     mutating func fence(_ index: Int) {
         let id = nodes[index].id
         if nodes[index].up { crashNode(index) }
+        nodes[index].fenced = true
         for key in listed.keys { listed[key]!.remove(id) }
         records.removeAll { $0.member.nodeID == id }
         note("node \(id) fenced")

@@ -1,7 +1,8 @@
 import MirrorLogCore
 
-/// Several daemons (``ClusterNode``s) over a ``SimulatedCPG``, with shared simulated log devices and
-/// a record of every reply. Tests and the simulation runner drive it step by step.
+/// Several daemons (each a ``MirrorLogService``, the entry point the daemon drives) over a
+/// ``SimulatedCPG``, with shared simulated log devices and a record of every reply. Tests and the
+/// simulation runner drive it step by step, on a virtual clock (``now``).
 ///
 /// It plays the daemon's shell: directives are carried out at once (disk I/O too), multicasts go to
 /// the CPG, and a multicast refused with CS_ERR_TRY_AGAIN (``flowControlled``) waits in the member's
@@ -9,7 +10,11 @@ import MirrorLogCore
 public struct SimulatedCluster: Sendable {
     public var cpg = SimulatedCPG()
     /// Live daemons.
-    public private(set) var nodes: [MemberID: ClusterNode] = [:]
+    public private(set) var services: [MemberID: MirrorLogService] = [:]
+    /// Each live daemon's cluster node (for checks and tests).
+    public var nodes: [MemberID: ClusterNode] { services.compactMapValues(\.cluster) }
+    /// The virtual clock, in nanoseconds (the services' `now`).
+    public var now: UInt64 = 0
     /// Replies each daemon sent to its kernel, in order (kept while ``keepHistory``).
     public private(set) var replies: [MemberID: [(header: RequestHeader, reply: Reply)]] = [:]
     /// Notices each daemon logged (kept while ``keepHistory``).
@@ -42,7 +47,8 @@ public struct SimulatedCluster: Sendable {
     /// Recovery restarts the daemons asked for (suspend and resume of their kernel's device).
     public private(set) var recoveryRestarts: [(member: MemberID, uuid: String)] = []
     public var quorum = QuorumView(quorate: true, nodes: [])
-    /// Applied to every daemon when it starts (tests use it to configure the core, e.g. mutations).
+    /// Applied to every daemon's cluster node when it starts (tests use it to configure the core,
+    /// e.g. mutations).
     public var configure: (@Sendable (inout ClusterNode) -> Void)?
 
     /// A reply a daemon sent to its kernel.
@@ -66,9 +72,9 @@ public struct SimulatedCluster: Sendable {
     /// failing) and the daemon hears the result.
     public mutating func completeDiskWrite(_ index: Int) {
         let pending = diskWrites.remove(at: index)
-        guard nodes[pending.member] != nil else { return }
+        guard services[pending.member] != nil else { return }
         let result = write(pending.writes, to: pending.device)
-        let out = nodes[pending.member]!.completeWrite(pending.io, result)
+        let out = services[pending.member]!.completeWrite(pending.io, result, now: now)
         run(out, on: pending.member)
     }
 
@@ -85,16 +91,17 @@ public struct SimulatedCluster: Sendable {
 
     /// Starts a daemon, with the quorum view it reads at start (the cluster's by default).
     public mutating func start(_ member: MemberID, quorum view: QuorumView? = nil) {
-        var node = ClusterNode(me: member, quorum: view ?? quorum)
-        configure?(&node)
-        nodes[member] = node
+        var service = MirrorLogService()
+        _ = service.corosyncConnected(me: member, quorum: view ?? quorum, now: now)
+        if let configure { service.configureCluster(configure) }
+        services[member] = service
     }
 
     /// Kills a daemon and removes it from its groups (reason `nodeDown` for a node failure).
     /// Its undelivered messages are lost, unless `undeliveredReachSurvivors`: then every survivor
     /// gets them before the configuration change (virtual synchrony allows all or none).
     public mutating func crash(_ member: MemberID, reason: LeaveReason = .processDown, undeliveredReachSurvivors: Bool = false) {
-        nodes.removeValue(forKey: member)
+        services.removeValue(forKey: member)
         opened.removeValue(forKey: member)
         diskWrites.removeAll { $0.member == member }
         retryQueue.removeValue(forKey: member)
@@ -106,27 +113,28 @@ public struct SimulatedCluster: Sendable {
     /// A kernel request from `member`'s kernel; directives are carried out at once (disk I/O too),
     /// multicasts are queued in the CPG.
     public mutating func send(_ request: KernelRequest, on member: MemberID) {
-        guard nodes[member] != nil else { return }
-        let out = nodes[member]!.handleKernel(request)
+        guard services[member] != nil else { return }
+        let out = services[member]!.handle(request, now: now)
         run(out, on: member)
     }
 
     /// Multicasts every daemon's queued operations.
     public mutating func flushOutbound() {
-        for member in nodes.keys.sorted() { flushOutbound(of: member) }
+        for member in services.keys.sorted() { flushOutbound(of: member) }
     }
 
-    /// Multicasts `member`'s queued operations (after its retry queue).
+    /// The end of `member`'s event-loop pass: its retry queue first, then the service's tick, which
+    /// multicasts the queued operations when its batching window allows.
     public mutating func flushOutbound(of member: MemberID) {
-        guard nodes[member] != nil else { return }
+        guard services[member] != nil else { return }
         retryMulticasts(of: member)
-        let out = nodes[member]!.flushOutbound()
+        let out = services[member]!.tick(now: now, backlog: retryQueue[member]?.count ?? 0)
         run(out, on: member)
     }
 
     /// Whether `member` has operations or refused multicasts waiting.
     public func hasOutbound(_ member: MemberID) -> Bool {
-        (nodes[member]?.hasOutbound ?? false) || !(retryQueue[member]?.isEmpty ?? true)
+        (services[member]?.cluster?.hasOutbound ?? false) || !(retryQueue[member]?.isEmpty ?? true)
     }
 
     /// Retries `member`'s refused multicasts, in order, until one is refused again.
@@ -154,16 +162,16 @@ public struct SimulatedCluster: Sendable {
     @discardableResult
     public mutating func deliver(component index: Int) -> [SimulatedCPG.Delivery] {
         let deliveries = cpg.deliverNext(in: index)
-        for delivery in deliveries where nodes[delivery.member] != nil {
+        for delivery in deliveries where services[delivery.member] != nil {
             let member = delivery.member
             let out: [Directive]
             switch delivery.event {
             case let .message(group, from, bytes):
                 guard group == ClusterNode.orderingGroup else { continue }
-                out = nodes[member]!.deliver(from: from, bytes: bytes[...])
+                out = services[member]!.delivered(from: from, bytes: bytes[...], now: now)
             case let .change(group, change):
                 guard group == ClusterNode.orderingGroup else { continue }
-                out = nodes[member]!.membershipChanged(change)
+                out = services[member]!.membershipChanged(change, now: now)
             }
             run(out, on: member)
         }
@@ -181,8 +189,8 @@ public struct SimulatedCluster: Sendable {
     /// Changes quorum on every live daemon (and the view new daemons start with), or on `members`.
     public mutating func setQuorum(_ view: QuorumView, on members: [MemberID]? = nil) {
         if members == nil { quorum = view }
-        for member in members ?? nodes.keys.sorted() where nodes[member] != nil {
-            let out = nodes[member]!.quorumChanged(view)
+        for member in members ?? services.keys.sorted() where services[member] != nil {
+            let out = services[member]!.quorumChanged(view, now: now)
             run(out, on: member)
         }
     }
@@ -213,7 +221,7 @@ public struct SimulatedCluster: Sendable {
         while index < work.count {
             let directive = work[index]
             index += 1
-            guard nodes[member] != nil else { return }
+            guard services[member] != nil else { return }
             switch directive {
             case let .reply(header, reply):
                 outbox.append(SentReply(member: member, header: header, reply: reply))
@@ -240,25 +248,25 @@ public struct SimulatedCluster: Sendable {
                 if devices[name] == nil { devices[name] = [UInt8](repeating: 0, count: deviceSize) }
                 opened[member, default: [:]][luid] = name
                 let attachment = DeviceAttachment(major: 7, minor: 0, blockSize: blockSize, sizeBytes: UInt64(devices[name]!.count))
-                work += nodes[member]!.completeOpen(luid: luid, .success(attachment))
+                work += services[member]!.completeOpen(luid: luid, .success(attachment), now: now)
             case let .closeDevice(luid):
                 opened[member]?.removeValue(forKey: luid)
             case let .readDevice(io, byteCount):
                 let name = opened[member]?[io.luid] ?? ""
                 let image = devices[name].map { Array($0.prefix(byteCount)) }
                 let result: Result<[UInt8], DeviceIOError> = image.map { .success($0) } ?? .failure(DeviceIOError(errno: 19, operation: "read"))
-                work += nodes[member]!.completeRead(io, result)
+                work += services[member]!.completeRead(io, result, now: now)
             case let .writeDevice(io, writes):
                 let name = opened[member]?[io.luid] ?? ""
                 if asyncDisk {
                     diskWrites.append(PendingDiskWrite(member: member, device: name, writes: writes, io: io))
                 } else {
-                    work += nodes[member]!.completeWrite(io, write(writes, to: name))
+                    work += services[member]!.completeWrite(io, write(writes, to: name), now: now)
                 }
             case let .restartRecovery(uuid):
                 recoveryRestarts.append((member, uuid))
             case .connectCorosync, .wake:
-                // The service's, not the node's: the simulation drives the nodes directly.
+                // The simulated daemons stay connected; the runner decides when each one's loop runs.
                 break
             case let .notice(notice):
                 if notice.message.hasPrefix("founded the group's state") { foundings.append(member) }

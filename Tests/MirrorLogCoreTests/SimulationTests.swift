@@ -90,6 +90,8 @@ struct SimulationTests {
             + "its detach handed the role on, and its older image landed after the new writer's"),
         (486, "a state founded anew answered IS_REMOTE_RECOVERING with a hint past regions its log device (not read yet) records dirty"),
         (9952, "the same answer before the log device was read (another schedule)"),
+        (7555, "a FLUSH reached a state founded anew before it read the log device and was answered at once, "
+            + "while the device still recorded the marked region clean (found once the batching window was simulated)"),
         (7, "simulator: dm-raid1 holds writes after a failed log flush (log_failure)"),
         (9, "simulator: a daemon's device writes complete in the order they were issued"),
         (12, "simulator: work in flight when no daemon holds the state any more is orphaned"),

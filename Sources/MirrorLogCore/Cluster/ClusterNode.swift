@@ -228,7 +228,13 @@ public struct ClusterNode: Sendable {
         var out: [Directive] = []
         if censusDue {
             censusDue = false
-            let served = attachments.filter { $0.value.contains(me) }.keys.sorted { $0.lexicographicallyPrecedes($1) }
+            // Only logs with a live, attached instance: a destroyed one's detach may already be on
+            // its way ahead of this census, and listing it would attach us again at the others
+            // (they then take our next instance's attach for one they had, and never send it the
+            // state; found by the simulation, seed 733).
+            let served = attachments.filter { entry in
+                entry.value.contains(me) && !oldInstances.contains(entry.key) && (groups[entry.key].map { $0.status != .joining } ?? false)
+            }.keys.sorted { $0.lexicographicallyPrecedes($1) }
             out.append(.multicast(ClusterMessage.census(logs: served, members: orderingMembers).encoded()))
         }
         var batches: [LogBatch] = detaches.map { LogBatch(log: $0, entries: [TokenedOperation(token: 0, operation: .detach)]) }

@@ -99,6 +99,10 @@ public struct ReplicatedLog: Sendable {
         case let .flush(marks):
             guard log.firstOutOfRange(marks) == nil else { return .reply(.failure(.invalidArgument)) }
             log.mark(marks, by: member)
+            // A state founded anew has not read the device yet, and the device may still record
+            // these regions clean: the FLUSH waits until the loaded image and the marks are written
+            // back (found by the simulation, seed 7555).
+            if needsDiskLoad { return .awaitDiskLoad }
             return flush(localIsWriter: localIsWriter)
         case let .isClean(region):
             guard region < regionCount else { return .reply(.failure(.invalidArgument)) }

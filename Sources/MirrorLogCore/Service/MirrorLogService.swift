@@ -67,7 +67,7 @@ public struct MirrorLogService: Sendable {
     public mutating func handle(_ request: KernelRequest, now: UInt64) -> [Directive] {
         let luid = request.header.luid
         if engine.logs[luid] != nil || engine.isConstructing(luid: luid) { return engine.handle(request) }
-        if let cluster, cluster.serves(luid: luid) { return withCluster { $0.handleKernel(request) } }
+        if let cluster, cluster.serves(luid: luid) { return withCluster(now: now) { $0.handleKernel(request) } }
         guard request.type == .constructor, case let .constructor(text) = request.payload else {
             return LogEngine.unknownLog(request)
         }
@@ -81,7 +81,7 @@ public struct MirrorLogService: Sendable {
             corosync = .connecting(since: now)
             return [.connectCorosync]
         }
-        return withCluster { $0.handleKernel(request) }
+        return withCluster(now: now) { $0.handleKernel(request) }
     }
 
     /// A request that was framed correctly but could not be decoded: -EINVAL, with the reason.
@@ -90,24 +90,24 @@ public struct MirrorLogService: Sendable {
     }
 
     /// The log device of a constructor was opened (or not).
-    public mutating func completeOpen(luid: UInt64, _ result: Result<DeviceAttachment, DeviceIOError>) -> [Directive] {
+    public mutating func completeOpen(luid: UInt64, _ result: Result<DeviceAttachment, DeviceIOError>, now: UInt64) -> [Directive] {
         if engine.isConstructing(luid: luid) { return engine.completeOpen(luid: luid, result) }
-        return withCluster { $0.completeOpen(luid: luid, result) }
+        return withCluster(now: now) { $0.completeOpen(luid: luid, result) }
     }
 
     /// A device read finished.
-    public mutating func completeRead(_ io: DeviceIO, _ result: Result<[UInt8], DeviceIOError>) -> [Directive] {
+    public mutating func completeRead(_ io: DeviceIO, _ result: Result<[UInt8], DeviceIOError>, now: UInt64) -> [Directive] {
         switch io.log {
         case .local: engine.completeRead(io, result)
-        case .clustered: withCluster { $0.completeRead(io, result) }
+        case .clustered: withCluster(now: now) { $0.completeRead(io, result) }
         }
     }
 
     /// A device write finished.
-    public mutating func completeWrite(_ io: DeviceIO, _ result: Result<Void, DeviceIOError>) -> [Directive] {
+    public mutating func completeWrite(_ io: DeviceIO, _ result: Result<Void, DeviceIOError>, now: UInt64) -> [Directive] {
         switch io.log {
         case .local: engine.completeWrite(io, result)
-        case .clustered: withCluster { $0.completeWrite(io, result) }
+        case .clustered: withCluster(now: now) { $0.completeWrite(io, result) }
         }
     }
 
@@ -132,12 +132,12 @@ public struct MirrorLogService: Sendable {
             out.append(.notice(Notice(.info, uuid: nil, "connected to corosync as node \(me.nodeID) (member \(me)); quorate: \(quorum.quorate)")))
         } else {
             out.append(.notice(Notice(.info, uuid: nil, "reconnected to corosync; rejoining for \(cluster?.groups.count ?? 0) clustered log(s)")))
-            out += withCluster { $0.connectionRestored() }
-            out += withCluster { $0.quorumChanged(quorum) }
+            out += withCluster(now: now) { $0.connectionRestored() }
+            out += withCluster(now: now) { $0.quorumChanged(quorum) }
         }
         let held = awaitingCorosync
         awaitingCorosync.removeAll()
-        for request in held { out += withCluster { $0.handleKernel(request) } }
+        for request in held { out += withCluster(now: now) { $0.handleKernel(request) } }
         return out
     }
 
@@ -164,7 +164,7 @@ public struct MirrorLogService: Sendable {
         inFlight = 0
         joinDeferred = false
         backlog = 0
-        return [.notice(Notice(.error, uuid: nil, "connection to corosync lost: \(reason)"))] + withCluster { $0.connectionLost() }
+        return [.notice(Notice(.error, uuid: nil, "connection to corosync lost: \(reason)"))] + withCluster(now: now) { $0.connectionLost() }
     }
 
     /// A message delivered in the ordering group.
@@ -173,17 +173,17 @@ public struct MirrorLogService: Sendable {
             inFlight -= 1
             inFlightSince = inFlight > 0 ? now : 0
         }
-        return withCluster { $0.deliver(from: sender, bytes: bytes) }
+        return withCluster(now: now) { $0.deliver(from: sender, bytes: bytes) }
     }
 
     /// A configuration change of the ordering group.
     public mutating func membershipChanged(_ change: MembershipChange, now: UInt64) -> [Directive] {
-        withCluster { $0.membershipChanged(change) }
+        withCluster(now: now) { $0.membershipChanged(change) }
     }
 
     /// votequorum reported a change.
     public mutating func quorumChanged(_ view: QuorumView, now: UInt64) -> [Directive] {
-        withCluster { $0.quorumChanged(view) }
+        withCluster(now: now) { $0.quorumChanged(view) }
     }
 
     /// corosync answered a join with TRY_AGAIN (`deferred`), or accepted it.
@@ -209,15 +209,7 @@ public struct MirrorLogService: Sendable {
         if corosync == .connected {
             if joinDeferred { out.append(.joinOrderingGroup) }
             if inFlight >= batchingWindow, now &- inFlightSince > windowReopenNanoseconds { inFlight = 0 }
-            if inFlight < batchingWindow {
-                let sent = withCluster { $0.flushOutbound() }
-                for directive in sent {
-                    guard case .multicast = directive else { continue }
-                    if inFlight == 0 { inFlightSince = now }
-                    inFlight += 1
-                }
-                out += sent
-            }
+            if inFlight < batchingWindow { out += withCluster(now: now) { $0.flushOutbound() } }
         }
         out.append(.wake(at: nextWake(now: now)))
         return out
@@ -241,11 +233,33 @@ public struct MirrorLogService: Sendable {
         return max(wake, now)
     }
 
-    private mutating func withCluster(_ body: (inout ClusterNode) -> [Directive]) -> [Directive] {
+    /// Runs `body` on the node and counts the multicasts it asks for (the batching window); leaving
+    /// the group closes the window, since nothing sent before comes back.
+    private mutating func withCluster(now: UInt64, _ body: (inout ClusterNode) -> [Directive]) -> [Directive] {
         guard var node = cluster else { return [] }
         cluster = nil
-        defer { cluster = node }
-        return body(&node)
+        let out = body(&node)
+        cluster = node
+        for directive in out {
+            switch directive {
+            case .multicast:
+                if inFlight == 0 { inFlightSince = now }
+                inFlight += 1
+            case .leaveOrderingGroup:
+                inFlight = 0
+            default:
+                break
+            }
+        }
+        return out
+    }
+
+    /// Gives tests and the simulation the node to configure (mutation checks); nothing else may.
+    public mutating func configureCluster(_ body: (inout ClusterNode) -> Void) {
+        guard var node = cluster else { return }
+        cluster = nil
+        body(&node)
+        cluster = node
     }
 
     /// A request that owns its uuid bytes (a received one borrows the receive buffer).
