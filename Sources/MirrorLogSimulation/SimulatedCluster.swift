@@ -269,7 +269,7 @@ public struct SimulatedCluster: Sendable {
                 // The simulated daemons stay connected; the runner decides when each one's loop runs.
                 break
             case let .notice(notice):
-                if notice.message.hasPrefix("founded the group's state") { foundings.append(member) }
+                if notice.event == .foundedState { foundings.append(member) }
                 if keepHistory { notices[member, default: []].append(notice) }
             }
         }

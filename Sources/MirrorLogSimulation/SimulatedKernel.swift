@@ -321,6 +321,12 @@ public struct SimulatedKernel: Sendable {
         if !legFailures.isEmpty {
             let region = legFailures.removeFirst()
             nosync.insert(region)
+            // dm_rh_mark_nosync: a region held for recovery while its writes drain (the failed
+            // write is one of them) ends its recovery with it (complete_resync_work(reg, 0)); no
+            // copy follows.
+            if let r = resync, r.region == region, !r.copied {
+                resync = Resync(region: region, doneAt: nil, copied: true, legFailed: true, reported: true)
+            }
             return (.setRegionSync, .regionSync(region: region, inSync: false))
         }
         // Writes: every bio is checked for remote recovery, then placed by its region's state.
@@ -369,7 +375,10 @@ public struct SimulatedKernel: Sendable {
 
     /// Whether a local write to `region` runs or waits for its mark (recovery waits for them).
     private func locallyPending(_ region: UInt64) -> Bool {
+        // A write that failed on a leg stays pending until its SET_REGION_SYNC(r, 0) went out
+        // (dm-raid1 holds the bio on its failures list, and the region's pending count with it).
         writing[region] != nil || toMark.contains(region) || flushRegions.contains(region) || pendingInSync == region
+            || legFailures.contains(region)
     }
 
     /// A bio whose region passed the remote check: written at once if the region is DIRTY (marked)

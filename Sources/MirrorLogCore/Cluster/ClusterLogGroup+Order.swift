@@ -184,7 +184,7 @@ extension ClusterLogGroup {
         replica = state
         status = .active
         assembly = nil
-        var out = [notice(.info, "founded the group's state (\(why)): \(state.log.syncCount)/\(state.regionCount) regions in sync" + (state.needsDiskLoad ? ", loading the log device at resume" : ""))]
+        var out: [Directive] = [.notice(Notice(.info, uuid: uuid, "founded the log's state (\(why)): \(state.log.syncCount)/\(state.regionCount) regions in sync" + (state.needsDiskLoad ? ", loading the log device at resume" : ""), event: .foundedState))]
         // Only our own operations since the join still matter, unless others stay: then everything
         // delivered since our join is in the state we send them.
         let events = buffer
