@@ -125,26 +125,15 @@ public struct ClusterSimulation: Sendable {
         var fenced = false
     }
 
-    /// A failed member as one component sees it: the regions it may still be writing.
-    struct FailureRecord: Sendable {
-        var member: MemberID
-        var component: Int
-        var regions: Set<UInt64>
-        /// The failed member's kernel is still alive (its writes and copy continue).
-        var kernelAlive: Bool
-        var incarnation: Int
-        /// When the failure was delivered (the side that saw it later saw the member live longer).
-        var step: Int
-    }
 
     public let seed: UInt64
     public let configuration: Configuration
     let options: Options
     var rng: SimRandom
-    public private(set) var cluster = SimulatedCluster()
+    public internal(set) var cluster = SimulatedCluster()
     var nodes: [Node] = []
-    public private(set) var now: UInt64 = 0
-    public private(set) var step = 0
+    public internal(set) var now: UInt64 = 0
+    public internal(set) var step = 0
     var healStep = 0
     var healing = false
     var listed: [Int: Set<UInt32>] = [:]
@@ -158,7 +147,7 @@ public struct ClusterSimulation: Sendable {
     var stateLost = false
     var everFounded = false
     let uuid = "LVM-simulated-mirror"
-    /// The log's key in ``ClusterNode/groups``.
+    /// The log's key in ``ClusterNode/logs``.
     let logKey: [UInt8]
     var violation: SimulationViolation?
     var trace: [String] = []
@@ -516,210 +505,12 @@ public struct ClusterSimulation: Sendable {
         return out.sorted()
     }
 
-    // MARK: Faults
-
-    mutating func injectFault() {
-        var choices: [(String, Int)] = []
-        let up = nodes.indices.filter { nodes[$0].up }
-        let withDaemon = up.filter { nodes[$0].daemon != nil }
-        let running = up.filter { nodes[$0].kernel?.phase == .running && nodes[$0].daemon != nil }
-        if !withDaemon.isEmpty { choices.append(("crash daemon", 10)) }
-        if up.contains(where: { nodes[$0].daemon == nil }) { choices.append(("restart daemon", 15)) }
-        if up.count > 1 { choices.append(("crash node", 6)) }
-        if nodes.contains(where: { !$0.up }) { choices.append(("power on", 10)) }
-        if fenceable.contains(where: { !nodes[$0].fenceFails }) { choices.append(("fence", 14)) }
-        if !running.isEmpty { choices.append(("clean leave", 4)); choices.append(("suspend", 6)); choices.append(("leg failure", 4)); choices.append(("burst", 5)) }
-        if up.contains(where: { nodes[$0].kernel == nil || nodes[$0].kernel?.phase == .destroyed }) { choices.append(("recreate", 10)) }
-        if up.contains(where: { nodes[$0].kernel?.phase == .suspended }) { choices.append(("resume", 12)) }
-        if cluster.cpg.components.count == 1, up.count >= 2, !cluster.cpg.topologyChangePending { choices.append(("partition", 5)) }
-        if cluster.cpg.components.count == 2, !cluster.cpg.topologyChangePending { choices.append(("merge", 8)) }
-        if configuration.logType.hasLogDevice { choices.append(("device", 4)) }
-        if !withDaemon.isEmpty { choices.append(("flow control", 8)) }
-        guard !choices.isEmpty else { return }
-        var roll = rng.below(choices.reduce(0) { $0 + $1.1 })
-        var kind = choices[0].0
-        for (name, weight) in choices {
-            if roll < weight {
-                kind = name
-                break
-            }
-            roll -= weight
-        }
-        statistics.faults[kind, default: 0] += 1
-        switch kind {
-        case "crash daemon":
-            crashDaemon(rng.pick(withDaemon), reason: .processDown)
-        case "restart daemon":
-            startDaemon(rng.pick(up.filter { nodes[$0].daemon == nil }))
-        case "crash node":
-            let index = rng.pick(up)
-            nodes[index].fenceFails = rng.chance(300)
-            crashNode(index)
-        case "power on":
-            let down = nodes.indices.filter { !nodes[$0].up }
-            let index = rng.pick(down)
-            // A node that rebooted before it was fenced is rarer.
-            if fenceableAll.contains(index), !rng.chance(300) { return }
-            powerOn(index)
-        case "fence":
-            fence(rng.pick(fenceable.filter { !nodes[$0].fenceFails }))
-        case "clean leave":
-            let index = rng.pick(running)
-            note("node \(index + 1): clean shutdown of the mirror (suspend, DTR)")
-            nodes[index].kernel!.requestSuspend(destroy: true)
-        case "suspend":
-            let index = rng.pick(running)
-            note("node \(index + 1): suspend")
-            nodes[index].kernel!.requestSuspend(destroy: false)
-        case "leg failure":
-            let index = rng.pick(running)
-            if rng.chance(500) { nodes[index].kernel!.failNextWrite = true } else { nodes[index].kernel!.failNextResync = true }
-            note("node \(index + 1): a leg fails")
-        case "burst":
-            let until = now + UInt64(rng.int(50 ... 400))
-            burstUntil = until
-            note("heavy traffic until \(until)")
-        case "recreate":
-            let index = rng.pick(up.filter { nodes[$0].kernel == nil || nodes[$0].kernel?.phase == .destroyed })
-            note("node \(index + 1): mirror activated again")
-            createDevice(index)
-        case "resume":
-            let index = rng.pick(up.filter { nodes[$0].kernel?.phase == .suspended })
-            note("node \(index + 1): resume")
-            nodes[index].kernel!.requestResume()
-        case "partition":
-            let index = 0
-            let members = cluster.cpg.components[index].nodes.sorted()
-            var side = Set<UInt32>()
-            let size = rng.int(1 ... members.count - 1)
-            var pool = members
-            for _ in 0 ..< size { side.insert(pool.remove(at: rng.below(pool.count))) }
-            let position = rng.int(0 ... cluster.cpg.components[index].pending)
-            let pending = cluster.cpg.components[index].pending
-            note("partition: \(side.sorted()) split off at position \(position) of \(pending)")
-            for node in side.sorted() { nodes[Int(node) - 1].fenceFails = rng.chance(400) }
-            cluster.cpg.partition(component: index, splitting: side, at: position)
-        case "merge":
-            let a = rng.int(0 ... cluster.cpg.components[0].pending)
-            let b = rng.int(0 ... cluster.cpg.components[1].pending)
-            note("merge queued")
-            cluster.cpg.merge(0, 1, at: a, b)
-        case "device":
-            if cluster.failingDevices.isEmpty {
-                cluster.failingDevices = ["/dev/sim-log"]
-                note("log device fails")
-            } else {
-                cluster.failingDevices = []
-                note("log device works again")
-            }
-        case "flow control":
-            let member = nodes[rng.pick(withDaemon)].daemon!
-            if cluster.flowControlled.contains(member) {
-                cluster.flowControlled.remove(member)
-                note("flow control off for \(member)")
-            } else {
-                cluster.flowControlled.insert(member)
-                note("flow control (TRY_AGAIN) on for \(member)")
-            }
-        default:
-            break
-        }
-    }
-
-    /// Every node some component still lists without having it (fenced or not yet).
-    var fenceableAll: Set<Int> {
-        var out: Set<Int> = []
-        for component in cluster.cpg.components {
-            for id in (listed[component.id] ?? []).subtracting(component.nodes) { out.insert(Int(id) - 1) }
-        }
-        return out
-    }
-
-    // MARK: Healing
-
-    mutating func startHealing() {
-        healing = true
-        note("— faults stop —")
-        cluster.flowControlled = []
-        cluster.failingDevices = []
-        for i in nodes.indices {
-            nodes[i].fenceFails = false
-            nodes[i].kernel?.failNextWrite = false
-            nodes[i].kernel?.failNextResync = false
-        }
-    }
-
-    /// One step towards a healthy cluster: merge, fence, power on, restart, recreate, resume.
-    mutating func healOne() {
-        if healStep > 300 {
-            for i in nodes.indices { nodes[i].kernel?.quiet = true }
-        }
-        if cluster.cpg.components.count > 1 {
-            if !cluster.cpg.topologyChangePending {
-                note("heal: merge")
-                cluster.cpg.merge(0, 1, at: rng.int(0 ... cluster.cpg.components[0].pending), rng.int(0 ... cluster.cpg.components[1].pending))
-            }
-            return
-        }
-        if let index = fenceable.first {
-            fence(index)
-            return
-        }
-        if let index = nodes.indices.first(where: { !nodes[$0].up }) {
-            powerOn(index)
-            return
-        }
-        if let index = nodes.indices.first(where: { nodes[$0].daemon == nil }) {
-            startDaemon(index)
-            return
-        }
-        if let index = nodes.indices.first(where: { nodes[$0].kernel == nil || nodes[$0].kernel?.phase == .destroyed }) {
-            note("heal: node \(index + 1) activates its mirror again")
-            createDevice(index)
-            return
-        }
-        if let index = nodes.indices.first(where: { nodes[$0].kernel?.phase == .running && nodes[$0].kernel?.logFailure == true }) {
-            // dmeventd's answer to a failed log: suspend and resume the mirror.
-            note("heal: node \(index + 1) suspends and resumes its mirror after a log failure")
-            nodes[index].kernel!.requestSuspend(destroy: false)
-            return
-        }
-        if let index = nodes.indices.first(where: { nodes[$0].kernel?.phase == .suspended }) {
-            note("heal: node \(index + 1) resumes")
-            nodes[index].kernel!.requestResume()
-            return
-        }
-    }
-
     // MARK: Invariants
 
     mutating func fail(_ invariant: SimulationInvariant, _ message: String) {
         guard violation == nil else { return }
         violation = SimulationViolation(seed: seed, step: step, invariant: invariant, message: message)
         note("VIOLATION \(invariant): \(message)")
-    }
-
-    /// Live kernels keep adding to the regions their failed member may be writing.
-    mutating func refreshRecords() {
-        // A failed member back in its component's CPG membership (a merge), or a later daemon of its
-        // node there (which takes its marks over), ends its record.
-        records.removeAll { record in
-            guard let index = cluster.cpg.components.firstIndex(where: { $0.id == record.component }) else { return true }
-            return cluster.cpg.components[index].members.values.contains { list in
-                list.contains { $0.nodeID == record.member.nodeID && $0.pid >= record.member.pid }
-            }
-        }
-        for i in records.indices where records[i].kernelAlive {
-            let node = nodes[Int(records[i].member.nodeID) - 1]
-            guard node.up, let kernel = node.kernel, node.incarnation == records[i].incarnation else {
-                records[i].regions.formUnion(deadWrites[records[i].incarnation] ?? [])
-                records[i].kernelAlive = false
-                continue
-            }
-            let index = Int(records[i].member.nodeID) - 1
-            records[i].regions.formUnion(Set(kernel.markedWrites).subtracting(orphanedWrites[index] ?? []))
-            if let copy = kernel.copying, orphanedResync[index] != copy { records[i].regions.insert(copy) }
-        }
     }
 
     /// An active replica and where it is.
@@ -731,7 +522,7 @@ public struct ClusterSimulation: Sendable {
     }
 
     func replicaView(of member: MemberID) -> ReplicaView? {
-        guard let node = cluster.nodes[member], let group = node.groups[logKey], group.status == .active, let replica = group.replica,
+        guard let node = cluster.nodes[member], let group = node.logs[logKey], group.status == .active, let replica = group.replica,
               let at = cluster.cpg.existingComponent(ofNode: member.nodeID) else { return nil }
         let view = quorumSeen[member] ?? node.quorum
         return ReplicaView(member: member, component: cluster.cpg.components[at].id, replica: replica, authoritative: view.quorate)
@@ -740,7 +531,7 @@ public struct ClusterSimulation: Sendable {
     func replicas() -> [ReplicaView] {
         var out: [ReplicaView] = []
         for (member, node) in cluster.nodes {
-            guard let group = node.groups[logKey], group.status == .active, let replica = group.replica,
+            guard let group = node.logs[logKey], group.status == .active, let replica = group.replica,
                   let at = cluster.cpg.existingComponent(ofNode: member.nodeID) else { continue }
             let view = quorumSeen[member] ?? node.quorum
             out.append(ReplicaView(member: member, component: cluster.cpg.components[at].id, replica: replica, authoritative: view.quorate))
@@ -779,55 +570,8 @@ public struct ClusterSimulation: Sendable {
         for i in nodes.indices where !(orphanedWrites[i]?.isEmpty ?? true) {
             orphanedWrites[i] = orphanedWrites[i]!.intersection(nodes[i].kernel?.dirtyRegions ?? [])
         }
-        // Replicas agree at every delivery index: members of one component delivered the same
-        // prefix, so any two that count each other as members of the log hold the same state.
-        var digests: [MemberID: UInt64] = [:]
-        for view in views { digests[view.member] = ReplicaSnapshot.digest(view.replica) }
-        for a in views {
-            for b in views where a.member < b.member && a.component == b.component
-                && a.replica.members.contains(b.member) && b.replica.members.contains(a.member) && digests[a.member] != digests[b.member] {
-                fail(.replicasAgree, "replicas of \(a.member) and \(b.member) differ after delivery \(cluster.cpg.delivered): \(Self.difference(a.replica, b.replica))")
-                return
-            }
-        }
-        // Each replica is consistent, and no region a live kernel marked and writes is clean.
-        var marked: [(UInt32, UInt64)] = []
-        for (i, node) in nodes.enumerated() where node.up {
-            for region in node.kernel?.markedWrites ?? [] where !(orphanedWrites[i]?.contains(region) ?? false) { marked.append((node.id, region)) }
-        }
-        for view in views {
-            let log = view.replica.log
-            if log.syncCount != log.sync.popCount {
-                fail(.markedNeverClean, "\(view.member): sync count \(log.syncCount) but \(log.sync.popCount) regions in sync")
-                return
-            }
-            for holder in log.marks.holders {
-                var region = holder.regions.firstIndex(of: true, from: 0)
-                while region < log.regionCount {
-                    if log.clean[region] {
-                        fail(.markedNeverClean, "\(view.member): region \(region) is clean although \(holder.member) holds a mark on it")
-                        return
-                    }
-                    region = holder.regions.firstIndex(of: true, from: region + 1)
-                }
-            }
-            for (node, region) in marked where log.clean[region] {
-                fail(.markedNeverClean, "region \(region) is being written by node \(node) (marked), but \(view.member)'s replica says clean")
-                return
-            }
-        }
-        // The log device holds every region being written as not clean.
-        if configuration.logType.hasLogDevice, let image = cluster.devices["/dev/sim-log"], !marked.isEmpty {
-            for (node, region) in marked {
-                let byte = DiskLogFormat.bitmapOffset + Int(region / 8)
-                if byte < image.count, image[byte] & (1 << (region % 8)) != 0 {
-                    fail(.markedNeverClean, "region \(region) is being written by node \(node), but the log device records it clean")
-                    return
-                }
-            }
-        }
-        // At most one node resyncs a region at a time.
-        var resyncing: [UInt64: UInt32] = [:]
+        // Bookkeeping first: copies still running from before a state loss stay exempt until they end.
+        var resyncing: [(node: UInt32, region: UInt64)] = []
         for (i, node) in nodes.enumerated() where node.up {
             guard let region = node.kernel?.resyncRegion else {
                 orphanedResync[i] = nil
@@ -835,42 +579,26 @@ public struct ClusterSimulation: Sendable {
             }
             if orphanedResync[i] == region { continue }
             orphanedResync[i] = nil
-            if let other = resyncing[region] {
-                fail(.singleResyncer, "nodes \(other) and \(node.id) both resync region \(region)")
-                return
-            }
-            resyncing[region] = node.id
+            resyncing.append((node.id, region))
         }
+        var marked: [(node: UInt32, region: UInt64)] = []
+        for (i, node) in nodes.enumerated() where node.up {
+            for region in node.kernel?.markedWrites ?? [] where !(orphanedWrites[i]?.contains(region) ?? false) { marked.append((node.id, region)) }
+        }
+        let image = configuration.logType.hasLogDevice ? cluster.devices["/dev/sim-log"] : nil
+        let finding = SimulationChecks.replicasAgree(views, delivered: cluster.cpg.delivered)
+            ?? SimulationChecks.marksNeverClean(views, marked: marked)
+            ?? image.flatMap { SimulationChecks.deviceRecordsMarks($0, marked: marked) }
+            ?? SimulationChecks.singleResyncer(resyncing)
+        if let finding { fail(finding.invariant, finding.message) }
     }
 
     /// Checks one answer against the failure records and the replica of the member that gave it.
     mutating func check(_ reply: Reply, to request: SimulatedKernel.Request, from member: MemberID) {
         guard reply.error == 0, let view = replicaView(of: member), view.authoritative else { return }
         let failed = records.filter { $0.component == view.component && $0.member != member && !$0.regions.isEmpty }
-        switch (request.type, reply.payload, request.payload) {
-        case let (.getResyncWork, .resyncWork(region?), _):
-            if let record = failed.first(where: { $0.regions.contains(region) }) {
-                fail(.failedMemberRegions, "\(member) handed out region \(region) as resync work while failed member \(record.member) (not fenced) may be writing it")
-            }
-        case let (.isRemoteRecovering, .remoteRecovering(recovering, hint), .region(region)):
-            if !recovering, let record = failed.first(where: { $0.regions.contains(region) }) {
-                fail(.failedMemberRegions, "\(member) answered region \(region) not recovering while failed member \(record.member) (not fenced) may be writing it")
-                return
-            }
-            if let record = failed.first(where: { $0.regions.contains { $0 < hint } }) {
-                fail(.failedMemberRegions, "\(member) answered in_sync_hint \(hint), past region \(record.regions.min()!) that failed member \(record.member) (not fenced) may be writing")
-                return
-            }
-            let lowest = view.replica.log.sync.firstIndex(of: false, from: 0)
-            if hint > lowest {
-                fail(.inSyncHint, "\(member) answered in_sync_hint \(hint), past region \(lowest) that needs resync")
-            }
-        case let (.getSyncCount, .count(count), _):
-            if count == configuration.regionCount, let record = failed.first {
-                fail(.failedMemberRegions, "\(member) answered sync count \(count) (the kernel then takes in_sync_hint = region count) while failed member \(record.member) (not fenced) may be writing regions \(record.regions.sorted())")
-            }
-        default:
-            break
+        if let finding = SimulationChecks.answer(reply, to: request, from: member, replica: view.replica, failed: failed, regionCount: configuration.regionCount) {
+            fail(finding.invariant, finding.message)
         }
     }
 
@@ -882,7 +610,7 @@ public struct ClusterSimulation: Sendable {
 
     func convergenceProblem() -> String? {
         if cluster.cpg.components.count != 1 { return "\(cluster.cpg.components.count) components" }
-        let statuses = cluster.nodes.values.compactMap { $0.groups[logKey]?.status }
+        let statuses = cluster.nodes.values.compactMap { $0.logs[logKey]?.status }
         if !statuses.isEmpty, !statuses.contains(.active), statuses.contains(.awaitingState) {
             return "no daemon holds the state: \(statuses.filter { $0 == .awaitingState }.count) wait for a transfer nobody can send"
         }
@@ -893,7 +621,7 @@ public struct ClusterSimulation: Sendable {
             if cluster.hasOutbound(daemon) { return "\(daemon) has operations to send" }
             if kernel.phase != .running { return "node \(node.id)'s mirror is \(kernel.phase)" }
             if !kernel.isIdle { return "node \(node.id)'s kernel is busy (\(kernel.inFlight.count) request(s) in flight: \(kernel.inFlight.values.map { "\($0.type)" }))" }
-            guard let group = cluster.nodes[daemon]?.groups[logKey] else { return "\(daemon) serves no log" }
+            guard let group = cluster.nodes[daemon]?.logs[logKey] else { return "\(daemon) serves no log" }
             if group.status != .active { return "\(daemon) is \(group.status)" }
         }
         let views = replicas()
@@ -908,125 +636,6 @@ public struct ClusterSimulation: Sendable {
         if replica.members.count != nodes.count { return "\(replica.members.count) members in the replica" }
         return nil
     }
-
-    // MARK: Trace
-
-    /// The state of every node, daemon and kernel, for failure reports.
-    public func dump() -> [String] {
-        var lines: [String] = []
-        lines.append("components: \(cluster.cpg.components.map { "c\($0.id)=\($0.nodes.sorted()) pending=\($0.pending) listed=\((listed[$0.id] ?? []).sorted())" }.joined(separator: " "))")
-        for node in nodes {
-            var line = "node \(node.id): \(node.up ? "up" : "down") daemon=\(node.daemon.map { "\($0)" } ?? "-")"
-            if let kernel = node.kernel {
-                line += " kernel(luid \(kernel.luid) \(kernel.phase.rawValue) in-flight=\(kernel.inFlight.keys.sorted().map { "\($0):\(kernel.inFlight[$0]!.type)\(kernel.inFlight[$0]!.abandoned ? "(abandoned)" : "")" }) writing=\(kernel.markedWrites) resync=\(kernel.resyncRegion.map { "\($0)" } ?? "-") hint=\(kernel.inSyncHint) idle=\(kernel.isIdle))"
-            }
-            lines.append(line)
-            if let daemon = node.daemon, let d = cluster.nodes[daemon] {
-                lines.append("  ordering=\(d.orderingStatus) members=\(d.orderingMembers) quorum=\(d.quorum.quorate) \(d.quorum.nodes.sorted()) outbound=\(cluster.hasOutbound(daemon))")
-                for text in d.dumpLines() { lines.append("  " + text) }
-                if let replica = d.groups[logKey]?.replica {
-                    lines.append("  replica members=\(replica.members) synced=\(replica.synced.sorted()) failed=\(replica.failed) pending=\(replica.recoveryPending) recovering=\(replica.log.recovering.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }) marks=\(replica.log.marks.holders.map { h in "\(h.member):\((0 ..< replica.regionCount).filter { h.regions[$0] })" })")
-                }
-            }
-        }
-        lines.append("failure records: \(records.map { "\($0.member)@c\($0.component)\($0.kernelAlive ? "(alive)" : ""):\($0.regions.sorted())" })")
-        return lines
-    }
-
-    mutating func note(_ line: @autoclosure () -> String) {
-        guard options.trace else { return }
-        trace.append("[\(step) t=\(now)] " + line())
-    }
-
-    /// The fields in which two replicas differ.
-    static func difference(_ a: ReplicatedLog, _ b: ReplicatedLog) -> String {
-        func regions(_ bitmap: Bitmap) -> [UInt64] { (0 ..< bitmap.count).filter { bitmap[$0] } }
-        func marks(_ r: ReplicatedLog) -> [String] {
-            r.log.marks.holders.filter { $0.regions.firstIndex(of: true, from: 0) < r.regionCount }.sorted { $0.member < $1.member }.map { "\($0.member):\(regions($0.regions))" }
-        }
-        var out: [String] = []
-        func compare<T: Equatable>(_ name: String, _ x: T, _ y: T) { if x != y { out.append("\(name) \(x) vs \(y)") } }
-        compare("members", a.members, b.members)
-        compare("synced", a.synced.sorted(), b.synced.sorted())
-        compare("unsynced", a.unsyncedAge.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }, b.unsyncedAge.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" })
-        compare("slots", a.slots.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }, b.slots.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" })
-        compare("failed", a.failed, b.failed)
-        compare("generation", a.generation, b.generation)
-        compare("pending", a.recoveryPending, b.recoveryPending)
-        compare("priority", a.priority, b.priority)
-        compare("sync", regions(a.log.sync), regions(b.log.sync))
-        compare("clean", regions(a.log.clean), regions(b.log.clean))
-        compare("marks", marks(a), marks(b))
-        compare("recovering", a.log.recovering.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }, b.log.recovering.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" })
-        compare("flush", "\(a.flushNumber)/\(a.ackedFlush)", "\(b.flushNumber)/\(b.ackedFlush)")
-        compare("needsDiskLoad", a.needsDiskLoad, b.needsDiskLoad)
-        compare("diskFailed", a.log.disk?.failed, b.log.disk?.failed)
-        compare("dirtyBlocks", a.log.disk.map { regions($0.dirtyBlocks) }, b.log.disk.map { regions($0.dirtyBlocks) })
-        compare("suspects", a.suspects.map(regions), b.suspects.map(regions))
-        return out.isEmpty ? "(fields equal; resync cursor?)" : out.joined(separator: "; ")
-    }
-
-    func summary(_ member: MemberID) -> String {
-        cluster.nodes[member]?.dumpLines().joined(separator: " ") ?? "-"
-    }
-
-    static func describe(_ message: ClusterMessage) -> String {
-        switch message {
-        case let .operations(batches): batches.flatMap(\.entries).map { "\($0.operation)#\($0.token)" }.joined(separator: ", ")
-        case let .snapshotChunk(chunk): "snapshot chunk \(chunk.index + 1)/\(chunk.count) from \(chunk.donor) to \(chunk.recipients.map(\.member))"
-        case let .census(logs, members): "census of \(logs.count) log(s) for \(members)"
-        }
-    }
-
-    static func describe(_ payload: RequestPayload) -> String {
-        switch payload {
-        case .none: ""
-        case let .constructor(text): "'\(text.text)'\(text.isNULTerminated ? " (reconnect)" : "")"
-        case let .region(r): "\(r)"
-        case let .regions(list): "\(Array(list))"
-        case let .regionSync(r, inSync): "\(r) \(inSync ? "in sync" : "OUT of sync")"
-        }
-    }
-
-    static func describe(_ reply: Reply) -> String {
-        reply.error != 0 ? "error \(reply.error)" : "\(reply.payload)"
-    }
 }
 
 /// The invariants the simulation checks.
-public enum SimulationInvariant: String, Sendable, CaseIterable {
-    /// Members of one component that hold the state agree on it after every step.
-    case replicasAgree = "replicas agree"
-    /// A region a live member marked (and writes) is never clean, in any replica or on the device.
-    case markedNeverClean = "marked region never clean"
-    /// A region a failed, unfenced member may be writing is never resync work nor "not recovering".
-    case failedMemberRegions = "failed member's regions held"
-    /// At most one node resyncs a region at a time.
-    case singleResyncer = "one resyncer per region"
-    /// in_sync_hint never passes the lowest region that needs resync.
-    case inSyncHint = "in_sync_hint bound"
-    /// Every kernel request gets exactly one reply.
-    case oneReplyPerRequest = "one reply per request"
-    /// Once the faults stop, the cluster converges and resync completes within the bound.
-    case convergence = "convergence"
-}
-
-/// A broken invariant, with what it takes to replay it.
-public struct SimulationViolation: Error, Sendable, CustomStringConvertible {
-    public var seed: UInt64
-    public var step: Int
-    public var invariant: SimulationInvariant
-    public var message: String
-
-    public var description: String {
-        "seed \(seed): \(invariant) broken at step \(step): \(message)\n  replay: \(Self.replayCommand(seed: seed))"
-    }
-
-    /// The one-line command that replays a seed.
-    public static func replayCommand(seed: UInt64, mutation: String? = nil) -> String {
-        if let mutation {
-            return "SIM_SEED=\(seed) SIM_MUTATION=\(mutation) swift test --filter SimulationReplay"
-        }
-        return "swift run -c release mirrorlog-sim --seed \(seed) --trace   (or: SIM_SEED=\(seed) swift test --filter SimulationReplay)"
-    }
-}

@@ -97,7 +97,7 @@ public struct SimulatedCluster: Sendable {
         services[member] = service
     }
 
-    /// Kills a daemon and removes it from its groups (reason `nodeDown` for a node failure).
+    /// Kills a daemon and removes it from the ordering group (reason `nodeDown` for a node failure).
     /// Its undelivered messages are lost, unless `undeliveredReachSurvivors`: then every survivor
     /// gets them before the configuration change (virtual synchrony allows all or none).
     public mutating func crash(_ member: MemberID, reason: LeaveReason = .processDown, undeliveredReachSurvivors: Bool = false) {

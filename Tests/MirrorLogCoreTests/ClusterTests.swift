@@ -50,7 +50,7 @@ struct SimKernel {
     }
 
     func digests() -> Set<UInt64> {
-        Set(sim.nodes.values.compactMap { node in node.groups.values.first?.replica.map(ReplicaSnapshot.digest) })
+        Set(sim.nodes.values.compactMap { node in node.logs.values.first?.replica.map(ReplicaSnapshot.digest) })
     }
 }
 
@@ -68,7 +68,7 @@ struct ClusterTests {
         let senders = k.sim.notices.filter { $0.value.contains { $0.message.hasPrefix("sending the state") } }.map(\.key)
         #expect(senders == [nodeA])
         for member in [nodeA, nodeB, nodeC] {
-            #expect(k.sim.nodes[member]!.groups.values.first!.replica!.members == [nodeA, nodeB, nodeC])
+            #expect(k.sim.nodes[member]!.logs.values.first!.replica!.members == [nodeA, nodeB, nodeC])
         }
     }
 
@@ -212,7 +212,7 @@ struct ClusterTests {
         k.send(.resume, on: nodeC)
         k.sim.settle()
         #expect(k.digests().count == 1)
-        #expect(k.sim.nodes[nodeC]!.groups.values.first!.status == .active)
+        #expect(k.sim.nodes[nodeC]!.logs.values.first!.status == .active)
     }
 
     @Test("a member speaking another protocol version is refused with a clear notice")
@@ -239,7 +239,7 @@ struct ClusterTests {
             return
         }
         #expect(decoded.clean[6] == false)
-        #expect(k.sim.nodes[nodeA]!.groups.values.first!.replica!.diskWriter == nodeA)
+        #expect(k.sim.nodes[nodeA]!.logs.values.first!.replica!.diskWriter == nodeA)
         #expect(k.digests().count == 1, "\(k.sim.nodes.values.flatMap { $0.dumpLines() })")
     }
 
@@ -288,11 +288,11 @@ struct ClusterTests {
     func diskWriterStaysUntilItLeaves() {
         var k = SimKernel()
         k.bringUp([nodeB, nodeA], table: "clustered-disk /dev/shared 1024", length: 64 * 1024)
-        #expect(k.sim.nodes[nodeA]!.groups.values.first!.replica!.diskWriter == nodeB)
+        #expect(k.sim.nodes[nodeA]!.logs.values.first!.replica!.diskWriter == nodeB)
         #expect(k.ask(.flush, regions([3]), on: nodeA) == .ok)
         k.sim.crash(nodeB, reason: .processDown)
         k.sim.settle()
-        #expect(k.sim.nodes[nodeA]!.groups.values.first!.replica!.diskWriter == nodeA)
+        #expect(k.sim.nodes[nodeA]!.logs.values.first!.replica!.diskWriter == nodeA)
     }
 
     @Test("cluster messages round-trip and reject garbage with typed errors")

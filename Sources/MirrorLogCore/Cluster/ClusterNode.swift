@@ -1,5 +1,5 @@
 /// Every clustered log of this daemon: routes kernel requests, deliveries, configuration changes,
-/// quorum changes and disk results to the right ``ClusterLogGroup`` and returns what the shell must
+/// quorum changes and disk results to the right ``ClusterLog`` and returns what the shell must
 /// do. Pure, like ``LogEngine``: values in, directives out.
 ///
 /// All daemons share one CPG group, ``orderingGroup``, so that every clustered log's operations are
@@ -15,8 +15,8 @@ public struct ClusterNode: Sendable {
     /// This daemon: corosync's node id and our pid.
     public let me: MemberID
     /// Clustered logs this daemon serves, by uuid bytes.
-    public private(set) var groups: [[UInt8]: ClusterLogGroup] = [:]
-    /// Whether the CPG connection is up (groups can be joined).
+    public private(set) var logs: [[UInt8]: ClusterLog] = [:]
+    /// Whether the CPG connection is up (the ordering group can be joined).
     public private(set) var connected = true
     public private(set) var quorum: QuorumView
     /// A deliberately broken rule, for the simulation's mutation tests only (nil in every daemon).
@@ -25,7 +25,7 @@ public struct ClusterNode: Sendable {
     /// benchmark's baseline). Unlimited by default.
     public var operationsPerMessage = Int.max
 
-    private var groupOfLUID: [UInt64: [UInt8]] = [:]
+    private var logOfLUID: [UInt64: [UInt8]] = [:]
     private var pendingConstructors: [UInt64: PendingConstructor] = [:]
     /// Numbers the log instances this node creates; a log's device tickets start at its number
     /// shifted up by 32, so a ticket of a destroyed instance never names one of its successor's.
@@ -75,7 +75,7 @@ public struct ClusterNode: Sendable {
 
     /// Whether log instance `luid` is a clustered one of this node (or its constructor is under way).
     public func serves(luid: UInt64) -> Bool {
-        groupOfLUID[luid] != nil || pendingConstructors[luid] != nil
+        logOfLUID[luid] != nil || pendingConstructors[luid] != nil
     }
 
     // MARK: Kernel
@@ -89,8 +89,8 @@ public struct ClusterNode: Sendable {
         case .destructor:
             return destroy(request)
         default:
-            guard let name = groupOfLUID[luid] else { return LogEngine.unknownLog(request) }
-            return groups[name]!.handleKernel(request)
+            guard let name = logOfLUID[luid] else { return LogEngine.unknownLog(request) }
+            return logs[name]?.handleKernel(request) ?? LogEngine.unknownLog(request)
         }
     }
 
@@ -131,8 +131,8 @@ public struct ClusterNode: Sendable {
         case let .operations(batches):
             for batch in batches { out += deliverBatch(batch, from: sender) }
         case let .snapshotChunk(chunk):
-            if groups[chunk.log] != nil {
-                out += groups[chunk.log]!.receive(.chunk(chunk), from: sender, quorum: quorum)
+            if logs[chunk.log] != nil {
+                out += logs[chunk.log]?.receive(.chunk(chunk), from: sender, quorum: quorum) ?? []
             }
         case let .census(logs, members):
             // Written before the sender saw us join, it may miss an attach we did not see either
@@ -165,17 +165,17 @@ public struct ClusterNode: Sendable {
         var departures: [[UInt8]: [MembershipChange.Departure]] = [:]
         for departure in change.left {
             censusPending.remove(departure.member)
-            for log in attachments.keys where attachments[log]!.contains(departure.member) {
-                attachments[log]!.remove(departure.member)
+            for log in attachments.keys where attachments[log]?.contains(departure.member) == true {
+                attachments[log]?.remove(departure.member)
                 departures[log, default: []].append(departure)
             }
         }
         // A log instance still joining hears of its membership with its own attach (the list may
         // still name a destroyed instance of ours, which would look like our join).
-        for log in departures.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) where groups[log] != nil && groups[log]!.status != .joining {
+        for log in departures.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) where logs[log] != nil && logs[log]!.status != .joining {
             let members = Array(attachments[log] ?? []).sorted()
-            let logChange = MembershipChange(members: members, joined: [], left: departures[log]!)
-            out += groups[log]!.membershipChanged(logChange, quorum: quorum)
+            let logChange = MembershipChange(members: members, joined: [], left: departures[log] ?? [])
+            out += logs[log]?.membershipChanged(logChange, quorum: quorum) ?? []
         }
         if orderingStatus == .census { out += completeCensusIfDone() }
         // Someone joined (a new daemon, or the other side of a healed partition): tell it what we serve.
@@ -200,24 +200,24 @@ public struct ClusterNode: Sendable {
             resetOrdering()
             return out
         }
-        if view.quorate, connected, orderingStatus == .idle, !groups.isEmpty {
+        if view.quorate, connected, orderingStatus == .idle, !logs.isEmpty {
             orderingStatus = .joining
             out.append(.joinOrderingGroup)
         }
-        for log in groups.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) { out += groups[log]!.quorumChanged(view) }
+        for log in logs.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) { out += logs[log]?.quorumChanged(view) ?? [] }
         return out
     }
 
     /// A disk write finished.
     public mutating func completeWrite(_ io: DeviceIO, _ result: Result<Void, DeviceIOError>) -> [Directive] {
         guard case let .clustered(log) = io.log, !finishDraining(log, io.ticket) else { return [] }
-        return groups[log]?.completeWrite(ticket: io.ticket, result) ?? []
+        return logs[log]?.completeWrite(ticket: io.ticket, result) ?? []
     }
 
     /// A disk read finished.
     public mutating func completeRead(_ io: DeviceIO, _ result: Result<[UInt8], DeviceIOError>) -> [Directive] {
         guard case let .clustered(log) = io.log, !finishDraining(log, io.ticket) else { return [] }
-        return groups[log]?.completeRead(ticket: io.ticket, result) ?? []
+        return logs[log]?.completeRead(ticket: io.ticket, result) ?? []
     }
 
     /// The operations queued since the last call, in one message for every log (requests of many
@@ -233,15 +233,16 @@ public struct ClusterNode: Sendable {
             // (they then take our next instance's attach for one they had, and never send it the
             // state; found by the simulation, seed 733).
             let served = attachments.filter { entry in
-                entry.value.contains(me) && !oldInstances.contains(entry.key) && (groups[entry.key].map { $0.status != .joining } ?? false)
+                entry.value.contains(me) && !oldInstances.contains(entry.key) && (logs[entry.key].map { $0.status != .joining } ?? false)
             }.keys.sorted { $0.lexicographicallyPrecedes($1) }
             out.append(.multicast(ClusterMessage.census(logs: served, members: orderingMembers).encoded()))
         }
         var batches: [LogBatch] = detaches.map { LogBatch(log: $0, entries: [TokenedOperation(token: 0, operation: .detach)]) }
         detaches.removeAll()
-        for log in groups.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) where !groups[log]!.outbound.isEmpty && groups[log]!.mayMulticast(quorum) {
-            batches.append(LogBatch(log: log, entries: groups[log]!.outbound))
-            groups[log]!.outbound.removeAll(keepingCapacity: true)
+        for log in logs.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+            guard let entries = logs[log]?.outbound, !entries.isEmpty, logs[log]?.mayMulticast(quorum) == true else { continue }
+            batches.append(LogBatch(log: log, entries: entries))
+            logs[log]?.outbound.removeAll(keepingCapacity: true)
         }
         guard !batches.isEmpty else { return out }
         if operationsPerMessage == .max {
@@ -261,19 +262,19 @@ public struct ClusterNode: Sendable {
     }
 
     /// Whether any group has operations waiting to be multicast.
-    public var hasOutbound: Bool { censusDue || !detaches.isEmpty || groups.values.contains { !$0.outbound.isEmpty } }
+    public var hasOutbound: Bool { censusDue || !detaches.isEmpty || logs.values.contains { !$0.outbound.isEmpty } }
 
     /// The CPG connection failed: every group must rejoin and get the state again.
     public mutating func connectionLost() -> [Directive] {
         connected = false
         resetOrdering()
-        return groups.isEmpty ? [] : [.notice(Notice(.error, uuid: nil, "lost the connection to corosync: \(groups.count) clustered log(s) hold their requests until it returns"))]
+        return logs.isEmpty ? [] : [.notice(Notice(.error, uuid: nil, "lost the connection to corosync: \(logs.count) clustered log(s) hold their requests until it returns"))]
     }
 
     /// The CPG connection is back: join every group again.
     public mutating func connectionRestored() -> [Directive] {
         connected = true
-        guard !groups.isEmpty, orderingStatus == .idle, quorum.quorate else { return [] }
+        guard !logs.isEmpty, orderingStatus == .idle, quorum.quorate else { return [] }
         orderingStatus = .joining
         return [.joinOrderingGroup]
     }
@@ -281,7 +282,7 @@ public struct ClusterNode: Sendable {
     /// One line per clustered log for state dumps: `cluster-state uuid=… status=… members=…
     /// digest=… sync=a/N generation=… failed=… writer=…`.
     public func dumpLines() -> [String] {
-        groups.values.sorted { $0.uuid < $1.uuid }.map { group -> String in
+        logs.values.sorted { $0.uuid < $1.uuid }.map { group -> String in
             var line = "cluster-state uuid=\(group.uuid) status=\(group.status.rawValue) me=\(me) luids=\(group.instances.keys.sorted().map(String.init).joined(separator: ","))"
             if let replica = group.replica {
                 line += " members=\(replica.members.count) digest=\(hex16(ReplicaSnapshot.digest(replica))) sync=\(replica.log.syncCount)/\(replica.regionCount)"
@@ -307,7 +308,7 @@ public struct ClusterNode: Sendable {
         detaches = []
         draining = [:]
         oldInstances = []
-        for name in groups.keys { groups[name]!.connectionLost() }
+        for name in logs.keys { logs[name]?.connectionLost() }
     }
 
     /// One log's operations from `sender`: attach and detach become configuration changes of the
@@ -317,8 +318,8 @@ public struct ClusterNode: Sendable {
         var run: [TokenedOperation] = []
         func flushRun(_ node: inout ClusterNode) {
             guard !run.isEmpty else { return }
-            if node.groups[batch.log] != nil {
-                out += node.groups[batch.log]!.receive(.operations(run), from: sender, quorum: node.quorum)
+            if node.logs[batch.log] != nil {
+                out += node.logs[batch.log]?.receive(.operations(run), from: sender, quorum: node.quorum) ?? []
             }
             run.removeAll()
         }
@@ -341,43 +342,43 @@ public struct ClusterNode: Sendable {
     /// `member` serves `log` from here on in the order.
     private mutating func attach(_ member: MemberID, to log: [UInt8]) -> [Directive] {
         let isNew = attachments[log, default: []].insert(member).inserted
-        guard groups[log] != nil else { return [] }
-        let ourJoin = member == me && groups[log]!.status == .joining && !oldInstances.contains(log)
-        guard isNew || ourJoin, ourJoin || groups[log]!.status != .joining else { return [] }
-        if member == me { groups[log]!.attachQueued = false }
-        let change = MembershipChange(members: Array(attachments[log]!).sorted(), joined: [member], left: [])
-        return groups[log]!.membershipChanged(change, quorum: quorum)
+        guard logs[log] != nil else { return [] }
+        guard let status = logs[log]?.status else { return [] }
+        let ourJoin = member == me && status == .joining && !oldInstances.contains(log)
+        guard isNew || ourJoin, ourJoin || status != .joining else { return [] }
+        if member == me { logs[log]?.attachQueued = false }
+        let change = MembershipChange(members: Array(attachments[log] ?? []).sorted(), joined: [member], left: [])
+        return logs[log]?.membershipChanged(change, quorum: quorum) ?? []
     }
 
     /// `member` stopped serving `log` (a clean leave).
     private mutating func detach(_ member: MemberID, from log: [UInt8]) -> [Directive] {
         if member == me { oldInstances.remove(log) }
         guard attachments[log]?.remove(member) != nil else { return [] }
-        if attachments[log]!.isEmpty { attachments.removeValue(forKey: log) }
-        guard groups[log] != nil, member != me, groups[log]!.status != .joining else { return [] }
+        if attachments[log]?.isEmpty == true { attachments.removeValue(forKey: log) }
+        guard let status = logs[log]?.status, member != me, status != .joining else { return [] }
         let change = MembershipChange(members: Array(attachments[log] ?? []).sorted(), joined: [], left: [.init(member, .left)])
-        return groups[log]!.membershipChanged(change, quorum: quorum)
+        return logs[log]?.membershipChanged(change, quorum: quorum) ?? []
     }
 
     /// Once every other daemon's census arrived: attach our logs.
     private mutating func completeCensusIfDone() -> [Directive] {
         guard orderingStatus == .census, censusPending.isEmpty else { return [] }
         orderingStatus = .ready
-        for log in groups.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) where groups[log]!.status == .joining { queueAttach(log) }
+        for log in logs.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) where logs[log]?.status == .joining { queueAttach(log) }
         return []
     }
 
     private mutating func queueAttach(_ log: [UInt8]) {
-        groups[log]!.outbound.insert(TokenedOperation(token: 0, operation: .attach), at: 0)
-        groups[log]!.attachQueued = true
+        logs[log]?.outbound.insert(TokenedOperation(token: 0, operation: .attach), at: 0)
+        logs[log]?.attachQueued = true
     }
 
     private mutating func construct(_ request: KernelRequest) -> [Directive] {
         let header = owned(request.header)
         guard case let .constructor(text) = request.payload else { return [.reply(header, .failure(.invalidArgument))] }
         let uuid = header.uuid
-        if let name = groupOfLUID[header.luid] {
-            let group = groups[name]!
+        if let name = logOfLUID[header.luid], let group = logs[name] {
             guard group.uuidBytes[...] == header.uuidBytes else {
                 return [.reply(header, .failure(.exists)), .notice(Notice(.error, uuid: uuid, "constructor refused: luid \(header.luid) already belongs to '\(group.uuid)'"))]
             }
@@ -400,7 +401,7 @@ public struct ClusterNode: Sendable {
             return [.reply(header, .failure(.invalidArgument)), .notice(Notice(.error, uuid: uuid, "constructor refused: \(arguments.logType) needs corosync, and mirrorlogd has no connection to it (is corosync running?)"))]
         }
         let name = Array(header.uuidBytes)
-        if let group = groups[name], group.arguments.regionCount != arguments.regionCount || group.arguments.regionSize != arguments.regionSize || group.arguments.logType != arguments.logType {
+        if let group = logs[name], group.arguments.regionCount != arguments.regionCount || group.arguments.regionSize != arguments.regionSize || group.arguments.logType != arguments.logType {
             return [.reply(header, .failure(.invalidArgument)), .notice(Notice(.error, uuid: uuid, "constructor refused: this node already serves the log as \(group.arguments.logType) with \(group.arguments.regionCount) regions of \(group.arguments.regionSize) sectors; a clustered log cannot change type or geometry while an instance of it exists"))]
         }
         let pending = PendingConstructor(header: header, arguments: arguments, stateLost: text.isNULTerminated)
@@ -415,12 +416,13 @@ public struct ClusterNode: Sendable {
         let header = pending.header
         let name = Array(header.uuidBytes)
         var out: [Directive] = []
-        if groups[name] == nil {
+        if logs[name] == nil {
             if draining.removeValue(forKey: name) != nil { detaches.append(name) }
             instanceSerial += 1
-            groups[name] = ClusterLogGroup(uuidBytes: Array(header.uuidBytes), arguments: pending.arguments, me: me, stateLost: pending.stateLost)
-            groups[name]!.nextDiskTicket = instanceSerial << 32
-            groups[name]!.mutation = mutation
+            var log = ClusterLog(uuidBytes: Array(header.uuidBytes), arguments: pending.arguments, me: me, stateLost: pending.stateLost)
+            log.nextDiskTicket = instanceSerial << 32
+            log.mutation = mutation
+            logs[name] = log
             // A detach of the destroyed instance still queued goes out before the new attach: the
             // others must see us leave, or they take the attach for one they already had and never
             // send us the state (found by the simulation).
@@ -436,8 +438,8 @@ public struct ClusterNode: Sendable {
                 break
             }
         }
-        groups[name]!.instances[header.luid] = attachment
-        groupOfLUID[header.luid] = name
+        logs[name]?.instances[header.luid] = attachment
+        logOfLUID[header.luid] = name
         var message = "clustered log created: \(pending.arguments.logType), \(pending.arguments.regionCount) regions of \(pending.arguments.regionSize) sectors"
         if let attachment { message += ", log device \(attachment.deviceNumber)" }
         out.append(.notice(Notice(.info, uuid: header.uuid, message)))
@@ -452,14 +454,13 @@ public struct ClusterNode: Sendable {
     private mutating func destroy(_ request: KernelRequest) -> [Directive] {
         let header = owned(request.header)
         let luid = header.luid
-        guard let name = groupOfLUID.removeValue(forKey: luid) else {
+        guard let name = logOfLUID.removeValue(forKey: luid) else {
             return [.reply(header, .ok)]
         }
         var out: [Directive] = []
-        let attachment = groups[name]!.instances.removeValue(forKey: luid) ?? nil
+        let attachment = logs[name]?.instances.removeValue(forKey: luid) ?? nil
         if attachment != nil { out.append(.closeDevice(luid: luid)) }
-        if groups[name]!.instances.isEmpty {
-            let group = groups.removeValue(forKey: name)!
+        if logs[name]?.instances.isEmpty == true, let group = logs.removeValue(forKey: name) {
             let inFlight = Set(group.diskTickets.keys)
             if group.status != .joining || group.attachQueued {
                 if inFlight.isEmpty { detaches.append(name) } else { draining[name] = inFlight }

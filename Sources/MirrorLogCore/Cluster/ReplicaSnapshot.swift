@@ -129,7 +129,7 @@ public enum ReplicaSnapshot {
             guard let blocks = state.log.disk?.dirtyBlocks.count, blocks == dirty.count else {
                 throw .malformed("dirty-block map of \(dirty.count) blocks does not fit this member's log device")
             }
-            state.log.disk!.dirtyBlocks = dirty
+            state.log.disk?.dirtyBlocks = dirty
         }
         guard r.isAtEnd else { throw .trailingBytes(r.remaining) }
         return state

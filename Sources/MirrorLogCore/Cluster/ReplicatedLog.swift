@@ -265,7 +265,7 @@ public struct ReplicatedLog: Sendable {
             slots.removeValue(forKey: departure.member)
         }
         members = change.members
-        for member in unsyncedAge.keys { unsyncedAge[member]! += 1 }
+        for member in unsyncedAge.keys { unsyncedAge[member, default: 0] += 1 }
         for member in change.joined where !synced.contains(member) {
             unsyncedAge[member] = 1
             var slot: UInt32 = 1

@@ -59,7 +59,7 @@ public struct ConstructorArguments: Sendable, Equatable {
             switch word {
             case "sync", "nosync":
                 guard sync == .default else { throw .conflictingArgument(word) }
-                sync = SyncMode(rawValue: word)!
+                sync = word == "sync" ? .forceSync : .noSync
             case "block_on_error":
                 guard !blockOnError else { throw .conflictingArgument(word) }
                 blockOnError = true

@@ -59,7 +59,10 @@ public struct DiskLogFormat: Sendable, Equatable {
                 while offset < to {
                     let word = clean.words[(offset - Self.bitmapOffset) / 8].littleEndian
                     let count = min(8, to - offset)
-                    withUnsafeBytes(of: word) { out.baseAddress!.advanced(by: offset - start).copyMemory(from: $0.baseAddress!, byteCount: count) }
+                    withUnsafeBytes(of: word) { source in
+                        guard let target = out.baseAddress, let from = source.baseAddress else { return }
+                        target.advanced(by: offset - start).copyMemory(from: from, byteCount: count)
+                    }
                     offset += count
                 }
             }

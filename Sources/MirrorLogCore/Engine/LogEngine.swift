@@ -57,7 +57,7 @@ public struct LogEngine: Sendable {
         }
         switch request.type {
         case .constructor:
-            fatalError("handled above")
+            return reply(.failure(.invalidArgument))   // not reached: constructors are handled above
         case .destructor:
             let log = logs.remove(at: index).value
             pendingDiskOperations.removeValue(forKey: luid)

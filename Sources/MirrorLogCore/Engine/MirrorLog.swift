@@ -322,8 +322,8 @@ public struct MirrorLog: Sendable {
 
     @inline(__always)
     mutating func setClean(_ region: UInt64, _ value: Bool) {
-        if clean.update(region, to: value), disk != nil {
-            disk!.dirtyBlocks[UInt64(disk!.format.block(ofWord: Int(region >> 6)))] = true
+        if clean.update(region, to: value), let format = disk?.format {
+            disk?.dirtyBlocks[UInt64(format.block(ofWord: Int(region >> 6)))] = true
         }
     }
 }

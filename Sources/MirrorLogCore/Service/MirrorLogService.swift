@@ -58,7 +58,7 @@ public struct MirrorLogService: Sendable {
 
     /// Number of log instances served, local and clustered.
     public var activeLogCount: Int {
-        engine.logs.count + (cluster?.groups.values.reduce(0) { $0 + $1.instances.count } ?? 0)
+        engine.logs.count + (cluster?.logs.values.reduce(0) { $0 + $1.instances.count } ?? 0)
     }
 
     // MARK: Kernel
@@ -131,7 +131,7 @@ public struct MirrorLogService: Sendable {
             cluster = node
             out.append(.notice(Notice(.info, uuid: nil, "connected to corosync as node \(me.nodeID) (member \(me)); quorate: \(quorum.quorate)")))
         } else {
-            out.append(.notice(Notice(.info, uuid: nil, "reconnected to corosync; rejoining for \(cluster?.groups.count ?? 0) clustered log(s)")))
+            out.append(.notice(Notice(.info, uuid: nil, "reconnected to corosync; rejoining for \(cluster?.logs.count ?? 0) clustered log(s)")))
             out += withCluster(now: now) { $0.connectionRestored() }
             out += withCluster(now: now) { $0.quorumChanged(quorum) }
         }
@@ -202,7 +202,7 @@ public struct MirrorLogService: Sendable {
     public mutating func tick(now: UInt64, backlog: Int) -> [Directive] {
         self.backlog = backlog
         var out: [Directive] = []
-        if case let .down(last) = corosync, let cluster, !cluster.groups.isEmpty, now &- last >= reconnectNanoseconds {
+        if case let .down(last) = corosync, let cluster, !cluster.logs.isEmpty, now &- last >= reconnectNanoseconds {
             corosync = .connecting(since: now)
             out.append(.connectCorosync)
         }
@@ -229,7 +229,7 @@ public struct MirrorLogService: Sendable {
             if joinDeferred || backlog > 0 { wake = min(wake, now + retryNanoseconds) }
             if inFlight >= batchingWindow, cluster?.hasOutbound ?? false { wake = min(wake, inFlightSince + windowReopenNanoseconds + 1) }
         }
-        if case let .down(last) = corosync, !(cluster?.groups.isEmpty ?? true) { wake = min(wake, last + reconnectNanoseconds) }
+        if case let .down(last) = corosync, !(cluster?.logs.isEmpty ?? true) { wake = min(wake, last + reconnectNanoseconds) }
         return max(wake, now)
     }
 

@@ -1,4 +1,4 @@
-extension ClusterLogGroup {
+extension ClusterLog {
     /// A request from a local instance's kernel (not CTR or DTR, which ``ClusterNode`` handles).
     /// Reads of replicated state that are safe without a round trip are answered at once; everything
     /// else becomes an operation that is answered when it comes back in the delivery order.
@@ -23,7 +23,7 @@ extension ClusterLogGroup {
             // primary leg only, and nobody would resync it.
             operation = .inSync(region)
         case .getSyncCount:
-            let count = status == .active ? replica!.reportedSyncCount : 0
+            let count = replica?.reportedSyncCount ?? 0
             if count >= regionCount { kernelHintMayBeFull = true }
             return [.reply(header, Reply(payload: .count(count)))]
         case .statusInfo:
@@ -63,7 +63,7 @@ extension ClusterLogGroup {
         // quorum, say). State changes come from dm-raid1's single worker, so an identical pending one
         // is that request: answer the newest copy instead of queueing the same operation again.
         if operation.changesState, let token = pending.first(where: { $0.value.header.luid == header.luid && $0.value.operation == operation })?.key {
-            pending[token]!.header = header
+            pending[token]?.header = header
             return []
         }
         let token = nextToken

@@ -1,5 +1,5 @@
 /// The part of a delivered message that concerns one log.
-enum GroupEvent: Sendable {
+enum LogEvent: Sendable {
     case operations([TokenedOperation])
     case chunk(SnapshotChunk)
 }
@@ -8,36 +8,83 @@ enum GroupEvent: Sendable {
 /// it has it, the kernel requests of its local instances waiting for their ordered answers, and the
 /// operations waiting to be multicast.
 ///
-/// Pure: every input returns directives. ``ClusterNode`` owns the groups and routes to them.
-public struct ClusterLogGroup: Sendable {
+/// Pure: every input returns directives. ``ClusterNode`` owns the clustered logs and routes to them.
+public struct ClusterLog: Sendable {
     public let uuid: String
     public let uuidBytes: [UInt8]
     public let arguments: ConstructorArguments
     /// This daemon's identity in the group.
     public let me: MemberID
 
-    /// Where this member is with the group.
-    public enum Status: String, Sendable, Equatable {
-        /// The join was asked for; the configuration change that includes us has not come yet.
+    /// Where this member is with the log, each phase with what it holds (as swift-nio-http2's
+    /// connection states carry their data).
+    public enum Phase: Sendable {
+        /// The attach was asked for; the configuration change that includes us has not come yet.
         case joining
-        /// In the group, waiting for a state transfer (and buffering what is delivered meanwhile).
-        case awaitingState
+        /// Attached, waiting for a state transfer and buffering what is delivered meanwhile.
+        case awaitingState(StateWait)
         /// Holding the replicated state.
+        case active(ReplicatedLog)
+    }
+
+    /// What a member waiting for the state keeps.
+    public struct StateWait: Sendable {
+        /// What was delivered while waiting, tagged with ``ClusterLog/epoch``.
+        var buffer: [(epoch: UInt64, event: BufferedEvent)] = []
+        /// A transfer being reassembled.
+        var assembly: Assembly?
+        /// The members that were there when we joined and have not left (only they can hold the
+        /// state; anybody who joined later waits for it too).
+        var holders: Set<MemberID>
+    }
+
+    /// The phase's name, for dumps and checks.
+    public enum Status: String, Sendable, Equatable {
+        case joining
+        case awaitingState
         case active
     }
 
-    public internal(set) var status: Status = .joining
-    /// The replicated state (nil until founded or transferred).
-    public internal(set) var replica: ReplicatedLog?
+    public internal(set) var phase: Phase = .joining
+
+    public var status: Status {
+        switch phase {
+        case .joining: .joining
+        case .awaitingState: .awaitingState
+        case .active: .active
+        }
+    }
+
+    /// The replicated state, once founded or transferred.
+    public var replica: ReplicatedLog? {
+        if case let .active(state) = phase { return state }
+        return nil
+    }
+
+    /// Runs `body` on the replicated state in place; nil when there is none.
+    @discardableResult
+    mutating func withReplica<T>(_ body: (inout ReplicatedLog) -> T) -> T? {
+        guard case var .active(state) = phase else { return nil }
+        phase = .joining   // the enum lets go of the state, so it is changed in place
+        let result = body(&state)
+        phase = .active(state)
+        return result
+    }
+
+    /// Runs `body` on what a waiting member keeps, in place; nil when not waiting.
+    @discardableResult
+    mutating func withStateWait<T>(_ body: (inout StateWait) -> T) -> T? {
+        guard case var .awaitingState(wait) = phase else { return nil }
+        phase = .joining
+        let result = body(&wait)
+        phase = .awaitingState(wait)
+        return result
+    }
     /// Local instances of the log (a table reload has two), by luid, with their device attachment.
     public internal(set) var instances: [UInt64: DeviceAttachment?] = [:]
 
     /// Configuration changes seen since we joined (our join is 1); names the transfer point.
     var epoch: UInt64 = 0
-    /// What was delivered while waiting for the state, tagged with `epoch`.
-    var buffer: [(epoch: UInt64, event: BufferedEvent)] = []
-    /// A transfer being reassembled.
-    var assembly: Assembly?
     /// Kernel requests waiting for their ordered answer, by token.
     var pending: [UInt64: PendingRequest] = [:]
     var nextToken: UInt64 = 1
@@ -70,9 +117,6 @@ public struct ClusterLogGroup: Sendable {
     var nodeDownFailures: Set<MemberID> = []
     /// Members of the group at the last configuration change.
     var lastMembers: [MemberID] = []
-    /// While waiting for the state: the members that were there when we joined and have not left
-    /// (only they can hold the state; anybody who joined later waits for it too).
-    var holders: Set<MemberID> = []
     /// The recovery generation we already sent a done for.
     var doneSentFor: UInt64 = 0
     /// Our attach is queued or in flight: operations may follow it in the same message.
@@ -81,7 +125,7 @@ public struct ClusterLogGroup: Sendable {
     var mutation: ClusterMutation?
 
     enum BufferedEvent: Sendable {
-        case message(MemberID, GroupEvent)
+        case message(MemberID, LogEvent)
         case change(MembershipChange)
     }
 

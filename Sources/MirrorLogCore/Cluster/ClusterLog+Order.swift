@@ -1,16 +1,17 @@
-extension ClusterLogGroup {
+extension ClusterLog {
     // MARK: Deliveries
 
     /// This log's part of a message delivered in the agreed order.
-    mutating func receive(_ event: GroupEvent, from sender: MemberID, quorum: QuorumView) -> [Directive] {
-        switch status {
+    mutating func receive(_ event: LogEvent, from sender: MemberID, quorum: QuorumView) -> [Directive] {
+        switch phase {
         case .joining:
             return []
         case .awaitingState:
             if case let .chunk(chunk) = event, chunk.recipients.contains(where: { $0.member == me }) {
                 return receiveChunk(chunk, quorum: quorum)
             }
-            buffer.append((epoch, .message(sender, event)))
+            let tag = epoch
+            withStateWait { $0.buffer.append((tag, .message(sender, event))) }
             return []
         case .active:
             return apply(event, from: sender, quorum: quorum)
@@ -18,7 +19,7 @@ extension ClusterLogGroup {
     }
 
     /// Applies a delivered event to the replica.
-    mutating func apply(_ event: GroupEvent, from sender: MemberID, quorum: QuorumView) -> [Directive] {
+    mutating func apply(_ event: LogEvent, from sender: MemberID, quorum: QuorumView) -> [Directive] {
         switch event {
         case let .operations(list):
             var out: [Directive] = []
@@ -26,16 +27,15 @@ extension ClusterLogGroup {
             return out
         case let .chunk(chunk):
             guard chunk.index == chunk.count - 1 else { return [] }
-            replica!.markSynced(chunk.recipients.map(\.member))
+            withReplica { $0.markSynced(chunk.recipients.map(\.member)) }
             return writerDuties() + maybeSendDone(quorum: quorum)
         }
     }
 
     mutating func applyOperation(_ operation: ClusterOperation, token: UInt64, from sender: MemberID) -> [Directive] {
         let writer = isDiskWriter
-        let generationBefore = replica!.generation
-        let flushBefore = replica!.flushNumber
-        let outcome = replica!.apply(operation, from: sender, localIsWriter: writer)
+        guard let (generationBefore, flushBefore) = replica.map({ ($0.generation, $0.flushNumber) }),
+              let outcome = withReplica({ $0.apply(operation, from: sender, localIsWriter: writer) }) else { return [] }
         var out: [Directive] = []
         let mine = sender == me
         let firstReconnectResume = mine && operation == .resume && stateLost && !reconnectResumeSeen
@@ -65,7 +65,7 @@ extension ClusterLogGroup {
         switch operation {
         case let .flushed(number, failed):
             // A confirmation the state refused (not from its writer, or of a flush it never issued).
-            guard replica!.ackedFlush >= number else { break }
+            guard let acked = replica?.ackedFlush, acked >= number else { break }
             let ready = flushWaiters.filter { $0.number <= number }
             flushWaiters.removeAll { $0.number <= number }
             for waiter in ready { out += answer(waiter.token, failed ? .failure(.ioError) : .ok) }
@@ -74,18 +74,19 @@ extension ClusterLogGroup {
             let waiters = loadWaiters
             loadWaiters.removeAll()
             // RESUMEs waiting for the load are answered once the image is back on the device.
-            if replica!.ackedFlush < replica!.flushNumber {
-                flushWaiters += waiters.map { (replica!.flushNumber, $0) }
+            if let replica, replica.ackedFlush < replica.flushNumber {
+                flushWaiters += waiters.map { (replica.flushNumber, $0) }
             } else {
                 for token in waiters { out += answer(token, .ok) }
             }
             diskLoadInProgress = false
-            out.append(notice(.info, "log device loaded: \(replica!.log.syncCount)/\(replica!.regionCount) regions in sync"))
-        case let .recoveryDone(generation) where replica!.generation == generation && generationBefore != generation:
-            out.append(notice(.info, "recovery generation \(generation) done: failed members' regions are out of sync and resynced first (\(replica!.priority.count) region(s))"))
+            out.append(notice(.info, "log device loaded: \(replica?.log.syncCount ?? 0)/\(arguments.regionCount) regions in sync"))
+        case let .recoveryDone(generation) where replica?.generation == generation && generationBefore != generation:
+            let priority = replica?.priority.count ?? 0
+            out.append(notice(.info, "recovery generation \(generation) done: failed members' regions are out of sync and resynced first (\(priority) region(s))"))
             // Our kernel saw the mirror in sync and cached in_sync_hint = region count: it asks
             // for resync work again only after a resume.
-            if latched || kernelHintMayBeFull, !replica!.priority.isEmpty, !instances.isEmpty { out.append(.restartRecovery(uuid: uuid)) }
+            if latched || kernelHintMayBeFull, priority > 0, !instances.isEmpty { out.append(.restartRecovery(uuid: uuid)) }
         default:
             break
         }
@@ -98,26 +99,27 @@ extension ClusterLogGroup {
     /// A configuration change of the group, in the agreed order.
     mutating func membershipChanged(_ change: MembershipChange, quorum: QuorumView) -> [Directive] {
         lastMembers = change.members
-        switch status {
+        switch phase {
         case .joining:
             guard change.members.contains(me) else { return [] }
             epoch = 1
-            buffer = []
-            assembly = nil
-            status = .awaitingState
-            holders = Set(change.members).subtracting([me])
-            if change.members == [me] { return found(quorum: quorum, why: "first member of the group") }
-            return [notice(.info, "joined the group with \(change.members.count - 1) other member(s); waiting for the state")]
+            phase = .awaitingState(StateWait(holders: Set(change.members).subtracting([me])))
+            if change.members == [me] { return found(quorum: quorum, why: "first member of the log") }
+            return [notice(.info, "attached to the log with \(change.members.count - 1) other member(s); waiting for the state")]
         case .awaitingState:
             epoch += 1
-            buffer.append((epoch, .change(change)))
-            if let assembly, change.left.contains(where: { $0.member == assembly.donor }) { self.assembly = nil }
-            if change.members == [me] { return found(quorum: quorum, why: "every member that held the state left") }
+            let tag = epoch
             // Every member that could hold the state left before it reached us, and the others
             // joined after us: the state is lost, and we found it for all of them (found by the
             // simulation: they all waited forever).
-            holders.subtract(change.left.map(\.member))
-            if holders.isEmpty { return found(quorum: quorum, why: "every member that could hold the state left before it reached us", with: change) }
+            let holdersGone = withStateWait { wait -> Bool in
+                wait.buffer.append((tag, .change(change)))
+                if let assembly = wait.assembly, change.left.contains(where: { $0.member == assembly.donor }) { wait.assembly = nil }
+                wait.holders.subtract(change.left.map(\.member))
+                return wait.holders.isEmpty
+            } ?? false
+            if change.members == [me] { return found(quorum: quorum, why: "every member that held the state left") }
+            if holdersGone { return found(quorum: quorum, why: "every member that could hold the state left before it reached us", with: change) }
             return []
         case .active:
             return applyChange(change, quorum: quorum)
@@ -126,22 +128,23 @@ extension ClusterLogGroup {
 
     mutating func applyChange(_ change: MembershipChange, quorum: QuorumView) -> [Directive] {
         var out: [Directive] = []
-        let adoptions = replica!.applyMembership(change)
+        guard let adoptions = withReplica({ $0.applyMembership(change) }) else { return [] }
         for (old, new) in adoptions.adopted {
             out.append(notice(.info, "member \(new) is the restarted daemon of failed member \(old) on the same node: it takes over its marks and resync work"))
         }
         if !adoptions.needsSlot.isEmpty {
-            replica!.recoverPrep()
+            withReplica { $0.recoverPrep() }
             for member in adoptions.needsSlot {
-                replica!.recoverSlot(member)
+                withReplica { $0.recoverSlot(member) }
                 let reason = change.left.first { $0.member == member }?.reason ?? .other(0)
                 if reason == .nodeDown { nodeDownFailures.insert(member) }
-                let held = replica!.log.marks.markCount(of: member)
+                let held = replica?.log.marks.markCount(of: member) ?? 0
                 out.append(notice(.warning, "member \(member) failed (\(reason)): its \(held) marked region(s) count as being written until recovery completes"))
             }
         }
-        nodeDownFailures = nodeDownFailures.filter { replica!.failed.contains($0) }
-        if replica!.donor == me, !replica!.unsyncedAge.isEmpty { out += sendSnapshot() }
+        let failed = replica?.failed ?? []
+        nodeDownFailures = nodeDownFailures.filter { failed.contains($0) }
+        if replica?.donor == me, !(replica?.unsyncedAge.isEmpty ?? true) { out += sendSnapshot() }
         out += writerDuties()
         out += maybeSendDone(quorum: quorum)
         return out
@@ -153,7 +156,8 @@ extension ClusterLogGroup {
         guard quorum.quorate else {
             return [notice(.warning, "alone in the group but not quorate: waiting for quorum before starting the state")]
         }
-        let hadState = replica != nil || !localMarks.words.allSatisfy { $0 == 0 }
+        let wait: StateWait? = if case let .awaitingState(wait) = phase { wait } else { nil }
+        let hadState = !localMarks.words.allSatisfy { $0 == 0 }
         let lost = stateLost || hadState || change != nil
         var state = ReplicatedLog(log: templateLog(stateLost: lost), founder: me)
         state.mutation = mutation
@@ -170,7 +174,7 @@ extension ClusterLogGroup {
         if let change {
             // The others joined after us: each has seen the changes since its own join.
             var ages: [MemberID: UInt64] = [:]
-            for (tag, event) in buffer {
+            for (tag, event) in wait?.buffer ?? [] {
                 if case let .change(c) = event { for member in c.joined { ages[member] = epoch - tag + 1 } }
             }
             state.members = change.members
@@ -181,15 +185,11 @@ extension ClusterLogGroup {
                 state.slots[member] = slot
             }
         }
-        replica = state
-        status = .active
-        assembly = nil
         var out: [Directive] = [.notice(Notice(.info, uuid: uuid, "founded the log's state (\(why)): \(state.log.syncCount)/\(state.regionCount) regions in sync" + (state.needsDiskLoad ? ", loading the log device at resume" : ""), event: .foundedState))]
+        phase = .active(state)
         // Only our own operations since the join still matter, unless others stay: then everything
         // delivered since our join is in the state we send them.
-        let events = buffer
-        buffer = []
-        for (_, event) in events {
+        for (_, event) in wait?.buffer ?? [] {
             if case let .message(sender, .operations(list)) = event, sender == me || change != nil {
                 for entry in list { out += applyOperation(entry.operation, token: entry.token, from: sender) }
             }
@@ -248,7 +248,7 @@ extension ClusterLogGroup {
     /// A member whose process died on a live node stays held until its node goes, or its restarted
     /// daemon joins and takes its marks over.
     mutating func maybeSendDone(quorum: QuorumView) -> [Directive] {
-        guard status == .active, let replica, replica.recoveryPending, quorum.quorate else { return [] }
+        guard let replica, replica.recoveryPending, quorum.quorate else { return [] }
         let next = replica.generation + 1
         guard doneSentFor < next else { return [] }
         for member in replica.failed where quorum.nodes.contains(member.nodeID) && mutation != .doneBeforeFencing { return [] }
@@ -266,11 +266,8 @@ extension ClusterLogGroup {
     /// any more. Unanswered requests are re-sent after the rejoin (every operation is idempotent for
     /// its sender).
     mutating func connectionLost() {
-        status = .joining
+        phase = .joining
         attachQueued = false
-        replica = nil
-        buffer = []
-        assembly = nil
         flushWaiters = []
         loadWaiters = []
         diskLoadInProgress = false

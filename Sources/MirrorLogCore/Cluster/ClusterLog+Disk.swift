@@ -7,7 +7,7 @@ enum DiskTicket: Sendable, Equatable {
     case load
 }
 
-extension ClusterLogGroup {
+extension ClusterLog {
     /// As the disk writer: finish what a failed writer left (unconfirmed flushes, the first read).
     mutating func writerDuties() -> [Directive] {
         guard isDiskWriter, let luid = deviceLUID, let replica else { return [] }

@@ -1,4 +1,4 @@
-extension ClusterLogGroup {
+extension ClusterLog {
     /// As the donor: the state at this point of the order, in chunks, to every member waiting for it.
     mutating func sendSnapshot() -> [Directive] {
         guard let replica else { return [] }
@@ -15,34 +15,37 @@ extension ClusterLogGroup {
 
     /// As a joiner: a chunk addressed to us.
     mutating func receiveChunk(_ chunk: SnapshotChunk, quorum: QuorumView) -> [Directive] {
-        guard let point = chunk.recipients.first(where: { $0.member == me })?.point else { return [] }
+        guard let point = chunk.recipients.first(where: { $0.member == me })?.point,
+              case var .awaitingState(wait) = phase else { return [] }
         if chunk.index == 0 {
-            assembly = Assembly(donor: chunk.donor, serial: chunk.serial, point: point, recipients: chunk.recipients.map(\.member), data: chunk.data, next: 1)
-        } else if var current = assembly, current.donor == chunk.donor, current.serial == chunk.serial, current.next == chunk.index {
+            wait.assembly = Assembly(donor: chunk.donor, serial: chunk.serial, point: point, recipients: chunk.recipients.map(\.member), data: chunk.data, next: 1)
+        } else if var current = wait.assembly, current.donor == chunk.donor, current.serial == chunk.serial, current.next == chunk.index {
             current.data += chunk.data
             current.next += 1
-            assembly = current
+            wait.assembly = current
         } else {
             return []
         }
-        guard let complete = assembly, complete.next == chunk.count else { return [] }
-        assembly = nil
+        guard let complete = wait.assembly, complete.next == chunk.count else {
+            phase = .awaitingState(wait)
+            return []
+        }
+        wait.assembly = nil
+        phase = .awaitingState(wait)
         guard complete.point <= epoch else {
             return [notice(.warning, "discarded a state transfer from \(complete.donor) taken at a configuration this member has not seen")]
         }
-        let state: ReplicatedLog
+        var state: ReplicatedLog
         do {
             state = try ReplicaSnapshot.decode(complete.data[...], onto: templateLog(stateLost: false))
         } catch {
             return [notice(.error, "discarded a state transfer from \(complete.donor): \(error); waiting for another")]
         }
-        replica = state
-        replica!.mutation = mutation
-        status = .active
+        state.mutation = mutation
         var out = [notice(.info, "state received from \(complete.donor): \(complete.data.count) bytes, \(state.log.syncCount)/\(state.regionCount) regions in sync, recovery generation \(state.generation)")]
+        phase = .active(state)
         // Replay what the snapshot does not contain: everything after its configuration change.
-        let events = buffer
-        buffer = []
+        let events = wait.buffer
         var replayed = 0
         var resend: [TokenedOperation] = []
         for (tag, event) in events {
@@ -64,7 +67,7 @@ extension ClusterLogGroup {
             // A replayed change can send us back to waiting (a merge after divergence): stop there.
             guard status == .active else { return out }
         }
-        replica!.markSynced(complete.recipients)
+        withReplica { $0.markSynced(complete.recipients) }
         outbound.insert(contentsOf: resend, at: 0)
         if replayed > 0 { out.append(notice(.debug, "replayed \(replayed) event(s) delivered during the transfer")) }
         out += afterStateInstalled()
