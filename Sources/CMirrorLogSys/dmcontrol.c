@@ -2,8 +2,6 @@
 #include "CMirrorLogSys.h"
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -11,11 +9,6 @@
 #include <sys/ioctl.h>
 
 #define DM_BUFFER_SIZE (256 * 1024)
-
-struct restart_job {
-    char uuid[DM_UUID_LEN];
-    int report_fd;
-};
 
 static void dm_init(struct dm_ioctl *io, size_t size, const char *name) {
     memset(io, 0, size);
@@ -54,86 +47,56 @@ static int table_uses_log(int control, const char *name, const char *uuid, char 
     return 0;
 }
 
-static void report(int fd, const char *text) {
-    if (fd >= 0) {
-        ssize_t ignored = write(fd, text, strlen(text));
-        (void)ignored;
-    }
-}
-
-static void *restart_thread(void *arg) {
-    struct restart_job *job = arg;
-    char line[512];
+int mlsys_dm_device_names(int control, char *out, size_t size) {
     char *buffer = malloc(DM_BUFFER_SIZE);
-    int control = open("/dev/mapper/control", O_RDWR | O_CLOEXEC);
-    if (!buffer || control < 0) {
-        snprintf(line, sizeof(line), "error %s: cannot open /dev/mapper/control: %s\n", job->uuid, strerror(errno));
-        goto out;
-    }
+    if (!buffer) return -ENOMEM;
     struct dm_ioctl *io = (struct dm_ioctl *)buffer;
     dm_init(io, DM_BUFFER_SIZE, NULL);
-    if (ioctl(control, DM_LIST_DEVICES, io) < 0 || (io->flags & DM_BUFFER_FULL_FLAG)) {
-        snprintf(line, sizeof(line), "error %s: cannot list dm devices: %s\n", job->uuid, strerror(errno));
-        goto out;
+    if (ioctl(control, DM_LIST_DEVICES, io) < 0) {
+        int e = errno;
+        free(buffer);
+        return -e;
     }
-    /* Copy the names out: the buffer is reused for each table query. */
-    char names[512][DM_NAME_LEN];
+    if (io->flags & DM_BUFFER_FULL_FLAG) {
+        free(buffer);
+        return -ENOBUFS;
+    }
     int count = 0;
+    size_t used = 0;
     char *data = buffer + io->data_start;
     if (io->data_size > io->data_start) {
         uint32_t offset = 0;
-        while (count < 512) {
+        for (;;) {
             struct dm_name_list *entry = (struct dm_name_list *)(data + offset);
             if (entry->dev == 0 && entry->name[0] == '\0') break;
-            strncpy(names[count], entry->name, DM_NAME_LEN - 1);
-            names[count][DM_NAME_LEN - 1] = '\0';
+            size_t n = strnlen(entry->name, DM_NAME_LEN - 1);
+            if (used + n + 1 > size) {
+                free(buffer);
+                return -ENOBUFS;
+            }
+            memcpy(out + used, entry->name, n);
+            out[used + n] = '\0';
+            used += n + 1;
             count++;
             if (entry->next == 0) break;
             offset += entry->next;
         }
     }
-    const char *found = NULL;
-    for (int i = 0; i < count && !found; i++)
-        if (table_uses_log(control, names[i], job->uuid, buffer)) found = names[i];
-    if (!found) {
-        snprintf(line, sizeof(line), "error %s: no dm device uses this log\n", job->uuid);
-        goto out;
-    }
-    dm_init(io, sizeof(struct dm_ioctl), found);
-    io->flags = DM_SUSPEND_FLAG;
-    if (ioctl(control, DM_DEV_SUSPEND, io) < 0) {
-        snprintf(line, sizeof(line), "error %s: suspend %s: %s\n", job->uuid, found, strerror(errno));
-        goto out;
-    }
-    dm_init(io, sizeof(struct dm_ioctl), found);
-    io->flags = 0;
-    if (ioctl(control, DM_DEV_SUSPEND, io) < 0) {
-        snprintf(line, sizeof(line), "error %s: resume %s: %s (the device stays suspended)\n", job->uuid, found, strerror(errno));
-        goto out;
-    }
-    snprintf(line, sizeof(line), "ok %s %s\n", job->uuid, found);
-out:
-    report(job->report_fd, line);
-    if (control >= 0) close(control);
     free(buffer);
-    free(job);
-    return NULL;
+    return count;
 }
 
-int mlsys_dm_restart_recovery_async(const char *log_uuid, int report_fd) {
-    struct restart_job *job = calloc(1, sizeof(*job));
-    if (!job) return -ENOMEM;
-    strncpy(job->uuid, log_uuid, DM_UUID_LEN - 1);
-    job->report_fd = report_fd;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_t thread;
-    int r = pthread_create(&thread, &attr, restart_thread, job);
-    pthread_attr_destroy(&attr);
-    if (r != 0) {
-        free(job);
-        return -r;
-    }
-    return 0;
+int mlsys_dm_table_uses_log(int control, const char *name, const char *uuid) {
+    char *buffer = malloc(DM_BUFFER_SIZE);
+    if (!buffer) return -ENOMEM;
+    int r = table_uses_log(control, name, uuid, buffer);
+    free(buffer);
+    return r;
+}
+
+int mlsys_dm_suspend(int control, const char *name, int suspend) {
+    struct dm_ioctl io;
+    dm_init(&io, sizeof(io), name);
+    io.flags = suspend ? DM_SUSPEND_FLAG : 0;
+    return ioctl(control, DM_DEV_SUSPEND, &io) < 0 ? -errno : 0;
 }

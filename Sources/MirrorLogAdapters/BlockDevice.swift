@@ -1,4 +1,4 @@
-import CMirrorLogSys
+internal import CMirrorLogSys
 import MirrorLogCore
 import SystemPackage
 
@@ -8,7 +8,8 @@ import Glibc
 
 /// An open log device, read and written with O_DIRECT through block-aligned buffers.
 public final class BlockDevice {
-    public let fileDescriptor: Int32
+    public var fileDescriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
+    private let fd: Int32
     public let attachment: DeviceAttachment
     /// The path that was opened (for messages).
     public let path: String
@@ -39,12 +40,12 @@ public final class BlockDevice {
             close(fd)
             throw DeviceIOError(errno: ENODEV, operation: "open \(path) (it is \(major):\(minor), not \(wantMajor):\(wantMinor))")
         }
-        self.fileDescriptor = fd
+        self.fd = fd
         self.path = path
         self.attachment = DeviceAttachment(major: major, minor: minor, blockSize: max(512, Int(blockSize)), sizeBytes: size)
     }
 
-    deinit { close(fileDescriptor) }
+    deinit { close(fd) }
 
     /// Reads `byteCount` bytes (rounded up to whole blocks) from offset 0.
     public func read(byteCount: Int) -> Result<[UInt8], DeviceIOError> {
@@ -56,7 +57,7 @@ public final class BlockDevice {
         defer { mlsys_aligned_free(buffer) }
         var done = 0
         while done < length {
-            let n = pread(fileDescriptor, buffer + done, length - done, off_t(done))
+            let n = pread(fd, buffer + done, length - done, off_t(done))
             if n < 0 {
                 if errno == EINTR { continue }
                 return .failure(DeviceIOError(errno: errno, operation: "read \(length) bytes at 0 from \(path)"))
@@ -79,7 +80,7 @@ public final class BlockDevice {
             write.bytes.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: length) }
             var done = 0
             while done < length {
-                let n = pwrite(fileDescriptor, buffer + done, length - done, off_t(write.offset) + off_t(done))
+                let n = pwrite(fd, buffer + done, length - done, off_t(write.offset) + off_t(done))
                 if n < 0 {
                     if errno == EINTR { continue }
                     return .failure(DeviceIOError(errno: errno, operation: "write \(length) bytes at \(write.offset) to \(path)"))

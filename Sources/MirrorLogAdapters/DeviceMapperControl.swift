@@ -1,45 +1,135 @@
-import CMirrorLogSys
+internal import CMirrorLogSys
+import Synchronization
 import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Suspends and resumes a mirror's dm device on a background thread, to restart the kernel's recovery
-/// of a log. The thread reports back through a pipe that the event loop polls.
-public final class DeviceMapperControl {
-    /// Read end of the report pipe: poll it, then call ``readReports()``.
-    public let fileDescriptor: Int32
+/// Restarts the kernel's recovery of a log: suspends and resumes the dm device whose mirror uses it
+/// (only a resume resets the kernel's cached `in_sync_hint`). The suspend and resume send log
+/// requests that the event loop must answer, so they run on a background thread; each outcome comes
+/// back as a value through ``takeOutcomes()`` once the report pipe (``fd``) is readable.
+public final class DeviceMapperControl: Sendable {
+    /// Read end of the report pipe: poll it, then call ``takeOutcomes()``.
+    public var fileDescriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
+    private let fd: Int32
     private let writeFD: Int32
+    private let outcomes = Mutex<[RecoveryRestartOutcome]>([])
 
     public init() throws(Errno) {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw Errno(rawValue: errno) }
         for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        _ = fcntl(fds[0], F_SETFL, O_NONBLOCK)
-        fileDescriptor = fds[0]
+        for fd in fds { _ = fcntl(fd, F_SETFL, O_NONBLOCK) }
+        fd = fds[0]
         writeFD = fds[1]
     }
 
     deinit {
-        close(fileDescriptor)
+        close(fd)
         close(writeFD)
     }
 
     /// Starts the suspend and resume of the dm device whose mirror uses the log `uuid`.
     public func restartRecovery(ofLog uuid: String) throws(Errno) {
-        _ = try check(mlsys_dm_restart_recovery_async(uuid, writeFD))
+        let job = RestartJob(uuid: uuid, control: self)
+        let box = Unmanaged.passRetained(job).toOpaque()
+        var thread = pthread_t()
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+        let result = pthread_create(&thread, &attributes, { argument in
+            guard let argument else { return nil }
+            let job = Unmanaged<RestartJob>.fromOpaque(argument).takeRetainedValue()
+            job.control.finish(DeviceMapperControl.restart(job.uuid))
+            return nil
+        }, box)
+        pthread_attr_destroy(&attributes)
+        if result != 0 {
+            Unmanaged<RestartJob>.fromOpaque(box).release()
+            throw Errno(rawValue: result)
+        }
     }
 
-    /// The lines the background threads reported ("ok <uuid> <device>" or "error <uuid>: <what>").
-    public func readReports() -> [String] {
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fileDescriptor, $0.baseAddress, 4096) }
-            if n <= 0 { break }
-            bytes.append(contentsOf: chunk[0 ..< n])
+    /// What the background threads finished since the last call.
+    public func takeOutcomes() -> [RecoveryRestartOutcome] {
+        var byte: UInt8 = 0
+        while read(fd, &byte, 1) > 0 {}
+        return outcomes.withLock { list in
+            defer { list.removeAll() }
+            return list
         }
-        return String(decoding: bytes, as: UTF8.self).split(separator: "\n").map(String.init)
+    }
+
+    private func finish(_ outcome: RecoveryRestartOutcome) {
+        outcomes.withLock { $0.append(outcome) }
+        var byte: UInt8 = 1
+        _ = write(writeFD, &byte, 1)
+    }
+
+    /// The restart itself, on the background thread: find the device, suspend it, resume it.
+    private static func restart(_ uuid: String) -> RecoveryRestartOutcome {
+        let control = open("/dev/mapper/control", O_RDWR | O_CLOEXEC)
+        guard control >= 0 else { return .failed(uuid: uuid, .cannotOpenControl(Errno(rawValue: errno))) }
+        defer { close(control) }
+        var names = [CChar](repeating: 0, count: 1 << 20)
+        let count = names.withUnsafeMutableBufferPointer { mlsys_dm_device_names(control, $0.baseAddress, $0.count) }
+        guard count >= 0 else { return .failed(uuid: uuid, .cannotListDevices(Errno(rawValue: -count))) }
+        var device: String?
+        var start = 0
+        for _ in 0 ..< Int(count) {
+            guard let end = names[start...].firstIndex(of: 0) else { break }
+            let name = String(decoding: names[start ..< end].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            start = end + 1
+            if mlsys_dm_table_uses_log(control, name, uuid) == 1 {
+                device = name
+                break
+            }
+        }
+        guard let device else { return .failed(uuid: uuid, .noDeviceUsesLog) }
+        let suspended = mlsys_dm_suspend(control, device, 1)
+        guard suspended == 0 else { return .failed(uuid: uuid, .suspend(device: device, Errno(rawValue: -suspended))) }
+        let resumed = mlsys_dm_suspend(control, device, 0)
+        guard resumed == 0 else { return .failed(uuid: uuid, .resume(device: device, Errno(rawValue: -resumed))) }
+        return .restarted(uuid: uuid, device: device)
+    }
+}
+
+/// One restart handed to its thread.
+private final class RestartJob: Sendable {
+    let uuid: String
+    let control: DeviceMapperControl
+
+    init(uuid: String, control: DeviceMapperControl) {
+        self.uuid = uuid
+        self.control = control
+    }
+}
+
+/// How a recovery restart ended.
+public enum RecoveryRestartOutcome: Sendable, Equatable {
+    /// The device was suspended and resumed.
+    case restarted(uuid: String, device: String)
+    case failed(uuid: String, RecoveryRestartError)
+}
+
+/// Why a recovery restart failed.
+public enum RecoveryRestartError: Error, Sendable, Equatable, CustomStringConvertible {
+    case cannotOpenControl(Errno)
+    case cannotListDevices(Errno)
+    case noDeviceUsesLog
+    case suspend(device: String, Errno)
+    /// The device stays suspended.
+    case resume(device: String, Errno)
+
+    public var description: String {
+        switch self {
+        case let .cannotOpenControl(e): "cannot open /dev/mapper/control: \(e)"
+        case let .cannotListDevices(e): "cannot list dm devices: \(e)"
+        case .noDeviceUsesLog: "no dm device uses this log"
+        case let .suspend(device, e): "suspend \(device): \(e)"
+        case let .resume(device, e): "resume \(device): \(e) (the device stays suspended)"
+        }
     }
 }

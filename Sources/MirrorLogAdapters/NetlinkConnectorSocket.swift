@@ -1,4 +1,4 @@
-import CMirrorLogSys
+internal import CMirrorLogSys
 import MirrorLogCore
 import SystemPackage
 
@@ -9,7 +9,8 @@ import Glibc
 /// The kernel side of dm-log-userspace: a netlink connector socket joined to device-mapper's
 /// multicast group (`CN_IDX_DM` = 7). It moves bytes; validating them is the codec's job.
 public final class NetlinkConnectorSocket: KernelTransport {
-    public let fileDescriptor: Int32
+    public var fileDescriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
+    private let fd: Int32
     /// Our netlink port id, put in the header of replies.
     public let portID: UInt32
 
@@ -22,17 +23,17 @@ public final class NetlinkConnectorSocket: KernelTransport {
             close(fd)
             throw error
         }
-        self.fileDescriptor = fd
+        self.fd = fd
         self.portID = mlsys_netlink_port_id(fd)
     }
 
-    deinit { close(fileDescriptor) }
+    deinit { close(fd) }
 
     /// Receives one datagram without blocking. Returns nil when nothing is waiting.
     public func receive(into buffer: inout [UInt8]) throws(Errno) -> ReceivedDatagram? {
         var sender: UInt32 = 0
         let capacity = buffer.count
-        let n = buffer.withUnsafeMutableBytes { mlsys_netlink_recv(fileDescriptor, $0.baseAddress, capacity, &sender, 1) }
+        let n = buffer.withUnsafeMutableBytes { mlsys_netlink_recv(fd, $0.baseAddress, capacity, &sender, 1) }
         if n == -Int(EAGAIN) || n == -Int(EWOULDBLOCK) { return nil }
         if n == -Int(EINTR) { return nil }
         // ENOBUFS: the kernel dropped messages for us; it re-sends after its 15 s timeout. Report it.
@@ -42,7 +43,7 @@ public final class NetlinkConnectorSocket: KernelTransport {
 
     /// Sends one reply datagram to the kernel.
     public func send(_ bytes: [UInt8]) throws(Errno) {
-        let n = bytes.withUnsafeBytes { mlsys_netlink_send_to_kernel(fileDescriptor, $0.baseAddress, $0.count) }
+        let n = bytes.withUnsafeBytes { mlsys_netlink_send_to_kernel(fd, $0.baseAddress, $0.count) }
         _ = try check(n)
     }
 }
@@ -58,8 +59,8 @@ public struct ReceivedDatagram: Sendable, Equatable {
 
 /// Where kernel requests come from and replies go: the netlink connector, or a test transport.
 public protocol KernelTransport: AnyObject {
-    /// The fd to poll for readability.
-    var fileDescriptor: Int32 { get }
+    /// The descriptor to poll for readability.
+    var fileDescriptor: FileDescriptor { get }
     /// The port id to put in reply headers.
     var portID: UInt32 { get }
     func receive(into buffer: inout [UInt8]) throws(Errno) -> ReceivedDatagram?

@@ -1,4 +1,4 @@
-import CMirrorLogSys
+internal import CMirrorLogSys
 import SystemPackage
 
 #if canImport(Glibc)

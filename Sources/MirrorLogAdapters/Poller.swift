@@ -1,13 +1,15 @@
+import SystemPackage
+
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// poll(2) over a fixed set of fds.
+/// poll(2) over a fixed set of descriptors (nil: a slot that is never ready).
 public struct Poller {
     private var fds: [pollfd]
 
-    public init(_ descriptors: [Int32]) {
-        fds = descriptors.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+    public init(_ descriptors: [FileDescriptor?]) {
+        fds = descriptors.map { pollfd(fd: $0?.rawValue ?? -1, events: Int16(POLLIN), revents: 0) }
     }
 
     /// Waits up to `timeoutMilliseconds` (-1: forever) and returns the indices of readable fds.

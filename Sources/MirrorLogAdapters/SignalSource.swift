@@ -1,4 +1,4 @@
-import CMirrorLogSys
+internal import CMirrorLogSys
 import SystemPackage
 
 #if canImport(Glibc)
@@ -11,21 +11,22 @@ public final class SignalSource {
         case terminate, interrupt, dumpState, hangup
     }
 
-    public let fileDescriptor: Int32
+    public var fileDescriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
+    private let fd: Int32
 
     /// Blocks SIGTERM, SIGINT, SIGUSR1, SIGHUP (and ignores SIGPIPE) and opens the signalfd.
     public init() throws(Errno) {
         signal(SIGPIPE, SIG_IGN)
         let signals: [Int32] = [SIGTERM, SIGINT, SIGUSR1, SIGHUP]
-        fileDescriptor = try check(signals.withUnsafeBufferPointer { mlsys_signalfd($0.baseAddress, Int32($0.count)) })
+        fd = try check(signals.withUnsafeBufferPointer { mlsys_signalfd($0.baseAddress, Int32($0.count)) })
     }
 
-    deinit { close(fileDescriptor) }
+    deinit { close(fd) }
 
     /// The next pending signal, or nil.
     public func next() -> Signal? {
         while true {
-            let n = mlsys_signalfd_read(fileDescriptor)
+            let n = mlsys_signalfd_read(fd)
             if n < 0 { return nil }
             switch n {
             case SIGTERM: return .terminate

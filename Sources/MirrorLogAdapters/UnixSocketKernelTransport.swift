@@ -15,7 +15,7 @@ public final class UnixSocketKernelTransport: KernelTransport {
     private var connection: Int32 = -1
 
     /// The fd to poll: the connection when a client is connected, the listener otherwise.
-    public var fileDescriptor: Int32 { connection >= 0 ? connection : listener }
+    public var fileDescriptor: FileDescriptor { FileDescriptor(rawValue: connection >= 0 ? connection : listener) }
     public let portID: UInt32 = 0
 
     /// Listens on `path` (an existing socket file there is replaced).

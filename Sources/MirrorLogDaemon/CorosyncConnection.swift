@@ -1,5 +1,6 @@
 import MirrorLogAdapters
 import MirrorLogCore
+import SystemPackage
 
 /// The daemon's corosync handles: the quorum monitor and the one CPG handle of the ordering group.
 /// It carries out the service's cluster directives and turns corosync's callbacks into values; it
@@ -47,8 +48,8 @@ final class CorosyncConnection {
     /// Multicasts held back by flow control.
     var backlogCount: Int { backlog.count }
 
-    var pollSources: [(fd: Int32, source: Source)] {
-        var list: [(Int32, Source)] = [(quorum.fileDescriptor, .quorum)]
+    var pollSources: [(fd: FileDescriptor, source: Source)] {
+        var list: [(FileDescriptor, Source)] = [(quorum.fileDescriptor, .quorum)]
         if let group { list.append((group.fileDescriptor, .group)) }
         return list
     }

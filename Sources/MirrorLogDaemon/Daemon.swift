@@ -72,7 +72,7 @@ public final class Daemon {
         while running {
             // The transport's fd can change (the test transport polls its listener until a client connects).
             let clusterSources = corosync?.pollSources ?? []
-            var poller = Poller([transport.fileDescriptor, signals.fileDescriptor, deviceMapper?.fileDescriptor ?? -1] + clusterSources.map(\.fd))
+            var poller = Poller([transport.fileDescriptor, signals.fileDescriptor, deviceMapper?.fileDescriptor] + clusterSources.map(\.fd))
             let now = monotonicNanoseconds()
             let timeout = wakeAt > now ? Int32(min(1000, (wakeAt - now + 999_999) / 1_000_000)) : 0
             let ready = poller.wait(timeoutMilliseconds: timeout)
@@ -273,14 +273,12 @@ public final class Daemon {
     }
 
     private func readDeviceMapperReports() {
-        for line in deviceMapper?.readReports() ?? [] {
-            let words = line.split(separator: " ", maxSplits: 2).map(String.init)
-            guard words.count >= 2 else { continue }
-            let uuid = words[1].hasSuffix(":") ? String(words[1].dropLast()) : words[1]
-            if words[0] == "ok" {
-                logger.info("recovery restarted: suspended and resumed dm device \(words.count > 2 ? words[2] : "?")", metadata: ["log": "\(shortUUID(uuid))"])
-            } else {
-                logger.warning("recovery restart failed: \(words.count > 2 ? words[2] : line); run 'dmsetup suspend' and 'dmsetup resume' on the mirror", metadata: ["log": "\(shortUUID(uuid))"])
+        for outcome in deviceMapper?.takeOutcomes() ?? [] {
+            switch outcome {
+            case let .restarted(uuid, device):
+                logger.info("recovery restarted: suspended and resumed dm device \(device)", metadata: ["log": "\(shortUUID(uuid))"])
+            case let .failed(uuid, error):
+                logger.warning("recovery restart failed: \(error); run 'dmsetup suspend' and 'dmsetup resume' on the mirror", metadata: ["log": "\(shortUUID(uuid))"])
             }
         }
     }
@@ -341,7 +339,7 @@ public final class Daemon {
             logger.info("cluster: not connected to corosync")
             return
         }
-        logger.info("cluster: me=\(node.me) corosync=\(service.corosync) quorate=\(node.quorum.quorate) quorum_nodes=\(node.quorum.nodes.sorted()) logs=\(node.groups.count) multicasts=\(corosync?.multicasts ?? 0)")
+        logger.info("cluster: me=\(node.me) corosync=\(service.corosync) quorate=\(node.quorum.quorate) quorum_nodes=\(node.quorum.nodes.sorted()) logs=\(node.logs.count) multicasts=\(corosync?.multicasts ?? 0)")
         for line in node.dumpLines() { logger.info("\(line)") }
     }
 }

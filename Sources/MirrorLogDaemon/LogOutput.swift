@@ -1,4 +1,4 @@
-import CMirrorLogSys
+import MirrorLogAdapters
 import Logging
 import MirrorLogCore
 
@@ -43,7 +43,7 @@ public struct MirrorLogHandler: LogHandler {
             var bytes = Array(text.utf8)
             _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
         case .syslog:
-            mlsys_syslog(Self.syslogPriority(event.level), line)
+            Syslog.write(priority: Self.syslogPriority(event.level), line)
         }
     }
 

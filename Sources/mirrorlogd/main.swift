@@ -43,7 +43,7 @@ struct MirrorLogCommand: ParsableCommand {
         configuration.clusterOperationsPerMessage = clusterOperationsPerMessage
         let readyFD: Int32 = foreground ? -1 : Detach.detach()
         let destination: MirrorLogHandler.Destination = foreground ? .standardError : .syslog
-        if !foreground { mlsysOpenLog() }
+        if !foreground { Syslog.open() }
         let level: Logger.Level = debug ? .debug : .info
         LoggingSystem.bootstrap { label in MirrorLogHandler(label: label, destination: destination, level: level) }
         let logger = Logger(label: "mirrorlogd")

@@ -40,11 +40,13 @@ int mlsys_lock_exclusive_nonblocking(int fd);
 void mlsys_syslog(int priority, const char *message);
 void mlsys_openlog(const char *ident);
 
-/* Device-mapper control: restarts recovery of the mirror whose userspace log has `log_uuid` by
- * suspending and resuming its dm device (a resume is the only thing that resets the kernel's cached
- * in_sync_hint). Runs on a detached thread, because the suspend and resume send log requests that
- * the daemon's event loop must answer. When done, the thread writes one line of text to `report_fd`
- * ("ok <device>" or "error <what>"). Returns 0 if the thread started, or -errno. */
-int mlsys_dm_restart_recovery_async(const char *log_uuid, int report_fd);
+/* Device-mapper control (DM ioctls on an open /dev/mapper/control). The policy of a recovery
+ * restart (find the device, suspend, resume, report) is the caller's. */
+/* The names of every dm device, NUL-separated, into `out`. Returns the count or -errno. */
+int mlsys_dm_device_names(int control, char *out, size_t size);
+/* 1 if the table of device `name` holds a mirror whose userspace log is `uuid`, else 0. */
+int mlsys_dm_table_uses_log(int control, const char *name, const char *uuid);
+/* Suspends (suspend != 0) or resumes dm device `name`. Returns 0 or -errno. */
+int mlsys_dm_suspend(int control, const char *name, int suspend);
 
 #endif /* CMIRRORLOGSYS_H */

@@ -1,4 +1,5 @@
-import CCorosync
+import SystemPackage
+internal import CCorosync
 import MirrorLogCore
 
 #if canImport(Glibc)
@@ -16,7 +17,8 @@ public final class CPGGroup {
     public let localMember: MemberID
     /// The descriptor to poll for readability (`cpg_fd_get`); call ``dispatch()`` when it is readable.
     /// POLLHUP/POLLERR on it mean corosync is gone (``dispatch()`` then throws). Owned by the handle.
-    public let fileDescriptor: Int32
+    public var fileDescriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
+    private let fd: Int32
 
     private let handle: cpg_handle_t
     private var groupName: cpg_name
@@ -72,7 +74,7 @@ public final class CPGGroup {
             cpg_finalize(handle)
             throw CorosyncError(gotFD, "cpg_fd_get")
         }
-        self.fileDescriptor = fd
+        self.fd = fd
         self.name = name
         self.groupName = groupName
         self.handle = handle

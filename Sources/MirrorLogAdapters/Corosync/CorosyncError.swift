@@ -1,4 +1,4 @@
-import CCorosync
+internal import CCorosync
 
 /// A corosync library call that did not return `CS_OK`: the `cs_error_t` code and the call it came from.
 public struct CorosyncError: Error, Sendable, Equatable, CustomStringConvertible {

@@ -1,7 +1,8 @@
-import CCorosync
+import SystemPackage
+internal import CCorosync
 
 /// Follows corosync's quorum (libquorum): whether this node's partition is quorate.
-/// It decides nothing; the caller polls ``fileDescriptor`` and calls ``dispatch()``.
+/// It decides nothing; the caller polls ``fd`` and calls ``dispatch()``.
 ///
 /// Not thread-safe: one thread (the event loop) uses it.
 public final class QuorumMonitor {
@@ -11,7 +12,8 @@ public final class QuorumMonitor {
     /// first one, which tracking with CS_TRACK_CURRENT asks for at once).
     public private(set) var nodes: Set<UInt32> = []
     /// The descriptor to poll for readability (`quorum_fd_get`). Owned by the handle.
-    public let fileDescriptor: Int32
+    public var fileDescriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
+    private let fd: Int32
 
     private let handle: quorum_handle_t
     private let sink: QuorumSink
@@ -28,13 +30,13 @@ public final class QuorumMonitor {
         let sink = QuorumSink()
         do throws(CorosyncError) {
             try checkCS(quorum_context_set(handle, Unmanaged.passUnretained(sink).toOpaque()), "quorum_context_set")
-            var fd: Int32 = -1
-            try checkCS(quorum_fd_get(handle, &fd), "quorum_fd_get")
+            var descriptor: Int32 = -1
+            try checkCS(quorum_fd_get(handle, &descriptor), "quorum_fd_get")
             // Track first, then read: a change after the read is then always reported by a later dispatch.
             try checkCS(quorum_trackstart(handle, UInt32(CS_TRACK_CURRENT | CS_TRACK_CHANGES)), "quorum_trackstart")
             var quorate: Int32 = 0
             try checkCS(quorum_getquorate(handle, &quorate), "quorum_getquorate")
-            fileDescriptor = fd
+            fd = descriptor
             isQuorate = quorate != 0
         } catch {
             quorum_finalize(handle)

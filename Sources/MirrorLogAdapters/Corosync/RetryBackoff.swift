@@ -1,4 +1,4 @@
-import CCorosync
+internal import CCorosync
 
 #if canImport(Glibc)
 import Glibc
