@@ -1,6 +1,7 @@
 import Logging
 import MirrorLogAdapters
 import MirrorLogCore
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -29,13 +30,15 @@ public final class Daemon {
 
     /// Why the daemon could not start.
     public enum StartupError: Error, CustomStringConvertible {
-        case transport(String)
-        case signals(String)
+        /// The kernel connection (netlink connector, or the test socket) could not be opened.
+        case transport(Errno)
+        /// The signalfd could not be set up.
+        case signals(Errno)
 
         public var description: String {
             switch self {
-            case let .transport(m): "cannot open the kernel connection: \(m)"
-            case let .signals(m): "cannot set up signal handling: \(m)"
+            case let .transport(e): "cannot open the kernel connection: \(e) (is this root, and is the kernel's connector available?)"
+            case let .signals(e): "cannot set up signal handling: \(e)"
             }
         }
     }
@@ -44,7 +47,7 @@ public final class Daemon {
     public init(configuration: DaemonConfiguration, logger: Logger, transport: KernelTransport? = nil) throws(StartupError) {
         self.configuration = configuration
         self.logger = logger
-        do {
+        do throws(Errno) {
             if let transport {
                 self.transport = transport
             } else if let path = configuration.kernelSocketPath {
@@ -53,12 +56,12 @@ public final class Daemon {
                 self.transport = try NetlinkConnectorSocket()
             }
         } catch {
-            throw .transport("\(error) (is this root, and is the kernel's connector available?)")
+            throw .transport(error)
         }
-        do {
+        do throws(Errno) {
             self.signals = try SignalSource()
         } catch {
-            throw .signals("\(error)")
+            throw .signals(error)
         }
         deviceMapper = try? DeviceMapperControl()
         replyBuffer.reserveCapacity(1 << 12)
