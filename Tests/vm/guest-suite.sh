@@ -1069,9 +1069,12 @@ sc_m() {
 
 # n. restart latency: kill -9 of the daemon during sequential 1 MiB O_DIRECT
 # writes (every one needs a mark + flush), new daemon at once; the time from
-# the new daemon's start to the next completed write. A kill with a request
-# in flight (no "Userspace log server not found" within 3 s) costs the
-# kernel's 15 s timeout: retried once for a kill with none in flight.
+# the new daemon's start to the next completed write. The writer holds its
+# next block while the kernel finishes the last one's clear and flush, so the
+# kill finds the kernel idle (dm-raid1 is almost always waiting on the daemon
+# during back-to-back writes); it writes again right after the kill. A kill
+# that still finds a request in flight (no "Userspace log server not found"
+# within 3 s) costs the kernel's 15 s timeout: retried once.
 # Measured idle and with a CPU hog per vCPU. Writes "LATENCY <type> idle <s>
 # loaded <s> ..." to results.txt. The latencies are figures (Docs/benchmarks.md),
 # not pass/fail: the scenario fails on wrong data, on a request that the kernel
@@ -1080,6 +1083,12 @@ N_BLOCKS=24
 n_writer() {
     local name=$1 ts=$2 b=0 k
     while [[ ! -e $WORK/n-stop ]]; do
+        if [[ -e $WORK/n-hold ]]; then
+            touch "$WORK/n-held"
+            sleep 0.02
+            continue
+        fi
+        rm -f "$WORK/n-held"
         k=$((b % N_BLOCKS))
         dd if="$RAND_DATA" of="/dev/mapper/$name" bs=1M count=1 skip=$k seek=$k \
             oflag=direct conv=notrunc status=none 2>> "$WORK/n-err" || { echo "dd failed at block $b" >> "$WORK/n-err"; return 1; }
@@ -1103,17 +1112,17 @@ n_measure() {
             [[ -s $WORK/n-err ]] && fail "$phase: the writer failed: $(head -c 300 "$WORK/n-err")"
             sleep 0.1
         done
-        # kill soon after a block completed (before the writer's next dd has
-        # its write in the kernel), at a different point each attempt
-        before=$(wc -l < "$ts")
+        # hold the writer after its current block, let the kernel send that
+        # block's clear and flush, kill, and let the writer go on at once
+        rm -f "$WORK/n-held"; touch "$WORK/n-hold"
         start=$SECONDS
-        while (( $(wc -l < "$ts") == before && SECONDS - start < 30 )); do sleep 0.02; done
-        local offs=(0 0.05 0.3 0.15)
-        sleep "${offs[attempt]}"
+        while [[ ! -e $WORK/n-held ]] && (( SECONDS - start < 30 )); do sleep 0.02; done
+        sleep 0.5
         tag=n-$1-$phase-$attempt-$RUNID
         kmark "$tag"
         old=$(daemon_pid)
         kill -KILL "$old"
+        rm -f "$WORK/n-hold"
         N_KILLS=$((N_KILLS + 1))
         wait_dead "$old" 5 || fail "daemon $old still there 5 s after SIGKILL"
         local since; since=$(log_size)
@@ -1168,7 +1177,7 @@ sc_n() {
     mirror_table t "$MODE" "$kind" "$(uid "n-$kind")" 65536 $REGION nosync "$l1" "$l2" "$lg"
     create "$name" "$t"
     check_sync "$name" 5
-    rm -f "$WORK/n-stop" "$WORK/n-err"; : > "$ts"
+    rm -f "$WORK/n-stop" "$WORK/n-err" "$WORK/n-hold" "$WORK/n-held"; : > "$ts"
     n_writer "$name" "$ts" &
     wpid=$!
     echo "$wpid" >> "$STATE/pids"
@@ -1186,8 +1195,14 @@ sc_n() {
     echo "LATENCY $kind idle ${idle:-none} loaded ${loaded:-none} (request in flight: idle ${idle_if:--} loaded ${loaded_if:--}; kills: idle $idle_kills loaded $loaded_kills; target idle <= ${target} s)" >> "$RESULTS"
     note "LATENCY $kind idle ${idle:-none} loaded ${loaded:-none} (in flight: idle ${idle_if:--} loaded ${loaded_if:--})"
 
-    touch "$WORK/n-stop"
+    # every block written at least once before the read-back (bounded)
     local start=$SECONDS
+    while (( $(wc -l < "$ts") < N_BLOCKS && SECONDS - start < 180 )); do
+        [[ -s $WORK/n-err ]] && break
+        sleep 0.5
+    done
+    touch "$WORK/n-stop"
+    start=$SECONDS
     while kill -0 "$wpid" 2>/dev/null; do
         (( SECONDS - start > 60 )) && fail "writer still running 60 s after the stop request"
         sleep 0.2
