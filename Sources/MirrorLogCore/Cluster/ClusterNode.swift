@@ -81,11 +81,12 @@ public struct ClusterNode: Sendable {
     // MARK: Kernel
 
     /// A request from the kernel for a clustered log.
-    public mutating func handleKernel(_ request: KernelRequest) -> [Directive] {
+    /// `parsed` is a constructor's table, when the caller parsed it already.
+    public mutating func handleKernel(_ request: KernelRequest, parsed: ConstructorArguments? = nil) -> [Directive] {
         let luid = request.header.luid
         switch request.type {
         case .constructor:
-            return construct(request)
+            return construct(request, parsed: parsed)
         case .destructor:
             return destroy(request)
         default:
@@ -374,7 +375,7 @@ public struct ClusterNode: Sendable {
         logs[log]?.attachQueued = true
     }
 
-    private mutating func construct(_ request: KernelRequest) -> [Directive] {
+    private mutating func construct(_ request: KernelRequest, parsed: ConstructorArguments?) -> [Directive] {
         let header = owned(request.header)
         guard case let .constructor(text) = request.payload else { return [.reply(header, .failure(.invalidArgument))] }
         let uuid = header.uuid
@@ -393,7 +394,7 @@ public struct ClusterNode: Sendable {
         }
         let arguments: ConstructorArguments
         do {
-            arguments = try ConstructorArguments.parse(text.text)
+            arguments = try parsed ?? ConstructorArguments.parse(text.text)
         } catch {
             return [.reply(header, .failure(.invalidArgument)), .notice(Notice(.error, uuid: uuid, "constructor refused: \(error) in '\(text.text)'"))]
         }

@@ -34,8 +34,9 @@ public struct LogEngine: Sendable {
     /// Whether a constructor of instance `luid` waits for its log device to open.
     public func isConstructing(luid: UInt64) -> Bool { pendingConstructors[luid] != nil }
 
-    /// Handles one decoded request from `member` (``MemberID/local`` on a single node).
-    public mutating func handle(_ request: KernelRequest, from member: MemberID = .local) -> [Directive] {
+    /// Handles one decoded request from `member` (``MemberID/local`` on a single node). `parsed` is
+    /// a constructor's table, when the caller parsed it already.
+    public mutating func handle(_ request: KernelRequest, from member: MemberID = .local, parsed: ConstructorArguments? = nil) -> [Directive] {
         let header = request.header
         let luid = header.luid
         func reply(_ reply: Reply, _ notices: [Notice] = []) -> [Directive] {
@@ -43,7 +44,7 @@ public struct LogEngine: Sendable {
         }
         if request.type == .constructor {
             guard case let .constructor(text) = request.payload else { return reply(.failure(.invalidArgument)) }
-            return construct(header, text)
+            return construct(header, text, parsed: parsed)
         }
         guard let index = logs.index(forKey: luid) else {
             return Self.unknownLog(request)
@@ -215,7 +216,7 @@ public struct LogEngine: Sendable {
         return copy
     }
 
-    private mutating func construct(_ header: RequestHeader, _ text: ConstructorString) -> [Directive] {
+    private mutating func construct(_ header: RequestHeader, _ text: ConstructorString, parsed: ConstructorArguments?) -> [Directive] {
         func reply(_ reply: Reply, _ notices: [Notice] = []) -> [Directive] {
             notices.map(Directive.notice) + [.reply(header, reply)]
         }
@@ -239,7 +240,7 @@ public struct LogEngine: Sendable {
         }
         let arguments: ConstructorArguments
         do {
-            arguments = try ConstructorArguments.parse(text.text)
+            arguments = try parsed ?? ConstructorArguments.parse(text.text)
         } catch {
             return reply(.failure(.invalidArgument), [Notice(.error, uuid: uuid, "constructor refused: \(error) in '\(text.text)'")])
         }

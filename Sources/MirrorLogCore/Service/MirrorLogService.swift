@@ -41,8 +41,8 @@ public struct MirrorLogService: Sendable {
     public enum CorosyncLink: Sendable, Equatable {
         /// Never needed: no clustered log so far.
         case unused
-        /// A connect attempt was asked for at this time.
-        case connecting(since: UInt64)
+        /// A connect attempt was asked for; its outcome comes back in the same loop pass.
+        case connecting
         /// Connected.
         case connected
         /// Not reachable since the last attempt at this time (or the connection was lost then).
@@ -71,17 +71,17 @@ public struct MirrorLogService: Sendable {
         guard request.type == .constructor, case let .constructor(text) = request.payload else {
             return LogEngine.unknownLog(request)
         }
-        // Unparsable or local: the engine answers (it refuses a bad table with the reason).
-        guard let arguments = try? ConstructorArguments.parse(text.text), arguments.logType.isClustered else {
-            return engine.handle(request)
-        }
+        // Unparsable or local: the engine answers (it refuses a bad table with the reason). The table
+        // is parsed once, here.
+        guard let arguments = try? ConstructorArguments.parse(text.text) else { return engine.handle(request) }
+        guard arguments.logType.isClustered else { return engine.handle(request, parsed: arguments) }
         guard corosync == .connected, cluster != nil else {
             awaitingCorosync.append(Self.owned(request))
             if case .connecting = corosync { return [] }
-            corosync = .connecting(since: now)
+            corosync = .connecting
             return [.connectCorosync]
         }
-        return withCluster(now: now) { $0.handleKernel(request) }
+        return withCluster(now: now) { $0.handleKernel(request, parsed: arguments) }
     }
 
     /// A request that was framed correctly but could not be decoded: -EINVAL, with the reason.
@@ -203,7 +203,7 @@ public struct MirrorLogService: Sendable {
         self.backlog = backlog
         var out: [Directive] = []
         if case let .down(last) = corosync, let cluster, !cluster.logs.isEmpty, now &- last >= reconnectNanoseconds {
-            corosync = .connecting(since: now)
+            corosync = .connecting
             out.append(.connectCorosync)
         }
         if corosync == .connected {
