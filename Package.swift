@@ -22,11 +22,13 @@ let package = Package(
         .target(name: "CMirrorLogSys"),
         // corosync's client libraries (libcpg, libquorum, libcorosync_common) as a system library.
         .systemLibrary(name: "CCorosync", path: "Sources/CCorosync"),
+        // The DLM's thread-free client library (libdlm_lt) for the fencing barrier.
+        .systemLibrary(name: "CDLM", path: "Sources/CDLM"),
         // Thin adapters: netlink connector socket, block-device I/O, pidfile lock, signals, corosync.
         .target(
             name: "MirrorLogAdapters",
             dependencies: [
-                "MirrorLogCore", "CMirrorLogSys", "CCorosync",
+                "MirrorLogCore", "CMirrorLogSys", "CCorosync", "CDLM",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),

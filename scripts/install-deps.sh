@@ -8,6 +8,8 @@
 #           corosync libcpg-dev libquorum-dev libcorosync-common-dev iproute2
 #           (Tests/cluster: corosync clusters in network namespaces)
 #           python3 (Tests/vm/two-node: the harness and node 2's writer in the guest)
+#           libdlm-dev dlm-controld (the DLM: libdlm_lt for the daemon's fencing barrier,
+#           dlm_controld and dlm_tool in the VM tests)
 #   PyPI:   virtme-ng (the `vng` command that boots the Debian kernel in QEMU)
 #
 # The Swift toolchain that builds the daemon is not installed here.
@@ -21,7 +23,8 @@ fi
 
 APT_PKGS=(qemu-system-x86 linux-image-amd64 dmsetup udev kmod busybox-static
           util-linux coreutils diffutils procps
-          corosync libcpg-dev libquorum-dev libcorosync-common-dev iproute2 python3)
+          corosync libcpg-dev libquorum-dev libcorosync-common-dev iproute2 python3
+          libdlm-dev dlm-controld)
 
 is_installed() {
     [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]

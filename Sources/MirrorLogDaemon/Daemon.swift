@@ -20,6 +20,8 @@ public final class Daemon {
     /// Open log devices, by the instance (luid) that opened them.
     private var devices: [UInt64: BlockDevice] = [:]
     private var corosync: CorosyncConnection?
+    /// The DLM for the fencing barrier (from the first clustered constructor on).
+    private var dlm: DLMConnection?
     private let statistics = RequestStatistics()
     private var receiveBuffer = [UInt8](repeating: 0, count: 1 << 16)
     private var replyBuffer: [UInt8] = []
@@ -66,26 +68,33 @@ public final class Daemon {
         deviceMapper = try? DeviceMapperControl()
         replyBuffer.reserveCapacity(1 << 12)
         service.operationsPerMessage = configuration.clusterOperationsPerMessage
+        service.fencingMode = configuration.fencing
+        service.bootID = BootID.current()
     }
 
     /// Serves until told to stop. Returns the process exit status.
     public func run() -> Int32 {
         let source = configuration.kernelSocketPath.map { "the test socket \($0)" } ?? "the kernel's netlink connector"
         logger.info("mirrorlogd \(MirrorLogVersion.string) serving device-mapper userspace logs (log types: core, disk, clustered-core, clustered-disk) from \(source)")
+        if configuration.fencing == .unfenced {
+            logger.warning("running WITHOUT fencing (--no-fencing): a failed node's regions are recovered once corosync's quorum no longer lists it, although it may still be writing them; use only where no node can outlive its removal (tests, a single node)")
+        }
         while running {
             // The transport's fd can change (the test transport polls its listener until a client connects).
             let clusterSources = corosync?.pollSources ?? []
-            var poller = Poller([transport.fileDescriptor, signals.fileDescriptor, deviceMapper?.fileDescriptor] + clusterSources.map(\.fd))
+            var poller = Poller([transport.fileDescriptor, signals.fileDescriptor, deviceMapper?.fileDescriptor, dlm?.fileDescriptor] + clusterSources.map(\.fd))
             let now = monotonicNanoseconds()
             let timeout = wakeAt > now ? Int32(min(1000, (wakeAt - now + 999_999) / 1_000_000)) : 0
             let ready = poller.wait(timeoutMilliseconds: timeout)
             if ready.contains(1) { handleSignals() }
-            for index in ready where index >= 3 { readCorosync(clusterSources[index - 3].source) }
+            for index in ready where index >= 4 { readCorosync(clusterSources[index - 4].source) }
             if ready.contains(0) { drainKernel() }
             if ready.contains(2) { readDeviceMapperReports() }
+            if ready.contains(3) { readDLM() }
             tick()
         }
         corosync?.close()
+        dlm?.close()
         return 0
     }
 
@@ -150,6 +159,10 @@ public final class Daemon {
                 execute(service.membershipChanged(change, now: now))
             }
         }
+    }
+
+    private func readDLM() {
+        for event in dlm?.readable() ?? [] { execute(service.dlm(event, now: monotonicNanoseconds())) }
     }
 
     /// End of a pass: flow-controlled messages first, then the service's batching and timers.
@@ -230,6 +243,9 @@ public final class Daemon {
                 }
             case let .wake(at):
                 wakeAt = at
+            case let .dlm(request):
+                if dlm == nil, let me = service.cluster?.me { dlm = DLMConnection(nodeID: me.nodeID, logger: logger) }
+                for event in dlm?.execute(request) ?? [] { work += service.dlm(event, now: monotonicNanoseconds()) }
             }
         }
     }

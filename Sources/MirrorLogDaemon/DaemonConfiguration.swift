@@ -1,3 +1,5 @@
+import MirrorLogCore
+
 /// How the daemon was asked to run.
 public struct DaemonConfiguration: Sendable {
     /// Stay in the foreground and log to stderr (`-f`). Otherwise detach and log to syslog.
@@ -14,6 +16,9 @@ public struct DaemonConfiguration: Sendable {
     public var kernelSocketPath: String?
     /// At most this many cluster operations per CPG message (nil: unlimited). For benchmarks.
     public var clusterOperationsPerMessage: Int?
+    /// How a failed member is proven gone before its regions are recovered: the DLM barrier, or
+    /// (`--no-fencing`) corosync's quorum view alone.
+    public var fencing: FencingMode = .dlm
 
     public init(foreground: Bool = false, debug: Bool = false, pidfilePath: String = "/run/mirrorlogd.pid",
                 runtimeDirectory: String = "/run/mirrorlogd", forcedExitWindowSeconds: Int = 10, kernelSocketPath: String? = nil) {

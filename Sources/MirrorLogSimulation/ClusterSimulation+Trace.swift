@@ -66,7 +66,7 @@ extension ClusterSimulation {
         switch message {
         case let .operations(batches): batches.flatMap(\.entries).map { "\($0.operation)#\($0.token)" }.joined(separator: ", ")
         case let .snapshotChunk(chunk): "snapshot chunk \(chunk.index + 1)/\(chunk.count) from \(chunk.donor) to \(chunk.recipients.map(\.member))"
-        case let .census(logs, members): "census of \(logs.count) log(s) for \(members)"
+        case let .census(logs, members, boot): "census of \(logs.count) log(s) for \(members), boot \(boot)"
         }
     }
 

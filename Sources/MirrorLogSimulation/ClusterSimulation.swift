@@ -123,6 +123,8 @@ public struct ClusterSimulation: Sendable {
         var fenceFails = false
         /// Fenced since it last went down: its kernel is dead and writes nothing until it powers on.
         var fenced = false
+        /// Power-on count: the boot id of its kernel.
+        var boot: UInt64 = 0
     }
 
 
@@ -210,6 +212,7 @@ public struct ClusterSimulation: Sendable {
         let flushers = cluster.nodes.keys.filter { cluster.hasOutbound($0) }
         let kernels = nodes.indices.filter { nodes[$0].kernel != nil }
         let disk = cluster.diskWrites.count
+        let dlmEvents = cluster.dlm.events.count
         // Kernel ticks and multicasts change no replica: the replica invariants are checked after
         // every other step (and the per-reply ones after every reply).
         var replicasMayChange = true
@@ -218,7 +221,7 @@ public struct ClusterSimulation: Sendable {
         } else if healing, rng.chance(30) {
             healOne()
         } else {
-            var weights = [canDeliver.isEmpty ? 0 : 40, flushers.isEmpty ? 0 : 20, kernels.isEmpty ? 0 : 35, disk == 0 ? 0 : 10]
+            var weights = [canDeliver.isEmpty ? 0 : 40, flushers.isEmpty ? 0 : 20, kernels.isEmpty ? 0 : 35, disk == 0 ? 0 : 10, dlmEvents == 0 ? 0 : 10]
             let total = weights.reduce(0, +)
             if total == 0 {
                 now += 50
@@ -242,6 +245,14 @@ public struct ClusterSimulation: Sendable {
                 case 2:
                     tickKernel(rng.pick(kernels))
                     replicasMayChange = false
+                case 4:
+                    // Grants for different daemons come in any order; one daemon's in its order.
+                    let members = Array(Set(cluster.dlm.events.map(\.member))).sorted()
+                    let member = rng.pick(members)
+                    let index = cluster.dlm.events.firstIndex { $0.member == member }!
+                    let event = cluster.dlm.events[index].event
+                    note("dlm → \(member): \(event)")
+                    cluster.deliverDLMEvent(index)
                 default:
                     // Each daemon's writes complete in the order it issued them (the shell writes
                     // synchronously); the core relies on it: two writes of one block may be in flight.
@@ -346,6 +357,9 @@ public struct ClusterSimulation: Sendable {
 
     /// Marked writes and the copy in flight when a node died, by kernel incarnation.
     var deadWrites: [Int: Set<UInt64>] = [:]
+    /// Kernel incarnations that were dead when the state was lost cluster-wide: their last writes
+    /// are orphaned (nobody can know them).
+    var forgottenIncarnations: Set<Int> = []
     /// The kernel incarnation each daemon serves.
     var memberKernel: [MemberID: Int] = [:]
     var incarnations = 0
@@ -418,8 +432,12 @@ public struct ClusterSimulation: Sendable {
 
     mutating func powerOn(_ index: Int) {
         let id = nodes[index].id
+        // A node that boots again before it was fenced lost its old kernel all the same: the DLM
+        // purges its locks, as after fencing.
+        if !nodes[index].fenced { oldKernelGone(index) }
         nodes[index].up = true
         nodes[index].fenced = false
+        nodes[index].boot += 1
         let target = cluster.cpg.components.indices.max { a, b in
             (cluster.cpg.components[a].nodes.count, -a) < (cluster.cpg.components[b].nodes.count, -b)
         } ?? 0
@@ -453,7 +471,7 @@ public struct ClusterSimulation: Sendable {
         let member = MemberID(nodeID: nodes[index].id, pid: nodes[index].pid)
         let view = view(ofNode: nodes[index].id)
         quorumSeen[member] = view
-        cluster.start(member, quorum: view)
+        cluster.start(member, quorum: view, boot: nodes[index].boot)
         nodes[index].daemon = member
         nodes[index].kernel?.daemonStarted(member)
         memberKernel[member] = nodes[index].incarnation
@@ -489,11 +507,24 @@ public struct ClusterSimulation: Sendable {
     mutating func fence(_ index: Int) {
         let id = nodes[index].id
         if nodes[index].up { crashNode(index) }
+        oldKernelGone(index)
         nodes[index].fenced = true
         for key in listed.keys { listed[key]!.remove(id) }
-        records.removeAll { $0.member.nodeID == id }
         note("node \(id) fenced")
         refreshQuorum()
+    }
+
+    /// Node `index`'s last kernel is dead for sure (fenced, or the node booted again): the DLM purges
+    /// its locks, and nothing it wrote is still being written. What it was writing when it died must
+    /// be resynced: every quorate replica elsewhere holds it for the node's member or has it out of sync.
+    mutating func oldKernelGone(_ index: Int) {
+        let id = nodes[index].id
+        let known = !forgottenIncarnations.contains(nodes[index].incarnation)
+        let writes = known ? (deadWrites[nodes[index].incarnation] ?? []).subtracting(orphanedWrites[index] ?? []) : []
+        let survivors = replicas().filter { $0.authoritative && $0.member.nodeID != id }
+        if let finding = SimulationChecks.fencedWritesKnown(survivors, node: id, writes: writes) { fail(finding.invariant, finding.message) }
+        cluster.purgeLocks(ofNode: id)
+        records.removeAll { $0.member.nodeID == id }
     }
 
     /// Nodes a quorate component may fence: in its view's node list but not in it.
@@ -558,6 +589,8 @@ public struct ClusterSimulation: Sendable {
                 stateLost = true
             }
             records.removeAll()
+            // Dead kernels' last writes are as unknowable as the live ones' (a fence check skips them).
+            for node in nodes where !node.up { forgottenIncarnations.insert(node.incarnation) }
             for i in nodes.indices {
                 orphanedResync[i] = nodes[i].kernel?.resyncRegion
                 // Dirty regions: the kernel writes them again without a new mark until it clears them.
@@ -615,6 +648,7 @@ public struct ClusterSimulation: Sendable {
             return "no daemon holds the state: \(statuses.filter { $0 == .awaitingState }.count) wait for a transfer nobody can send"
         }
         if cluster.cpg.pendingCount > 0 { return "\(cluster.cpg.pendingCount) events queued" }
+        if !cluster.dlm.events.isEmpty { return "\(cluster.dlm.events.count) DLM event(s) queued" }
         if !cluster.diskWrites.isEmpty { return "disk writes in flight" }
         for node in nodes {
             guard node.up, let daemon = node.daemon, let kernel = node.kernel else { return "node \(node.id) has no daemon or mirror" }

@@ -47,6 +47,10 @@ public struct SimulatedCluster: Sendable {
     /// Recovery restarts the daemons asked for (suspend and resume of their kernel's device).
     public private(set) var recoveryRestarts: [(member: MemberID, uuid: String)] = []
     public var quorum = QuorumView(quorate: true, nodes: [])
+    /// How the daemons prove failed members gone (the DLM barrier by default, as in the daemon).
+    public var fencingMode: FencingMode = .dlm
+    /// The cluster's DLM: the node locks of the fencing barrier.
+    public var dlm = SimulatedDLM()
     /// Applied to every daemon's cluster node when it starts (tests use it to configure the core,
     /// e.g. mutations).
     public var configure: (@Sendable (inout ClusterNode) -> Void)?
@@ -90,8 +94,11 @@ public struct SimulatedCluster: Sendable {
     }
 
     /// Starts a daemon, with the quorum view it reads at start (the cluster's by default).
-    public mutating func start(_ member: MemberID, quorum view: QuorumView? = nil) {
+    /// `boot` names the node's kernel (its power-on count in the simulation).
+    public mutating func start(_ member: MemberID, quorum view: QuorumView? = nil, boot: UInt64 = 1) {
         var service = MirrorLogService()
+        service.fencingMode = fencingMode
+        service.bootID = boot
         _ = service.corosyncConnected(me: member, quorum: view ?? quorum, now: now)
         if let configure { service.configureCluster(configure) }
         services[member] = service
@@ -102,6 +109,7 @@ public struct SimulatedCluster: Sendable {
     /// gets them before the configuration change (virtual synchrony allows all or none).
     public mutating func crash(_ member: MemberID, reason: LeaveReason = .processDown, undeliveredReachSurvivors: Bool = false) {
         services.removeValue(forKey: member)
+        dlm.processDied(member)
         opened.removeValue(forKey: member)
         diskWrites.removeAll { $0.member == member }
         retryQueue.removeValue(forKey: member)
@@ -147,10 +155,27 @@ public struct SimulatedCluster: Sendable {
         retryQueue[member] = queue
     }
 
-    /// Delivers the next event of the total order (of the first component that has one). Returns
-    /// false when nothing is queued.
+    /// `node` was fenced (or rebooted): the DLM purges its locks and grants the requests on them.
+    public mutating func purgeLocks(ofNode node: UInt32) {
+        dlm.purge(node)
+    }
+
+    /// Delivers DLM event `index` of ``SimulatedDLM/events`` to its daemon.
+    public mutating func deliverDLMEvent(_ index: Int = 0) {
+        let (member, event) = dlm.events.remove(at: index)
+        guard services[member] != nil else { return }
+        let out = services[member]!.dlm(event, now: now)
+        run(out, on: member)
+    }
+
+    /// Delivers the next event of the total order (of the first component that has one), or else
+    /// the next DLM event. Returns false when nothing is queued.
     @discardableResult
     public mutating func step() -> Bool {
+        if !dlm.events.isEmpty {
+            deliverDLMEvent()
+            return true
+        }
         for index in cpg.components.indices where cpg.canDeliver(index) {
             deliver(component: index)
             return true
@@ -265,6 +290,12 @@ public struct SimulatedCluster: Sendable {
                 }
             case let .restartRecovery(uuid):
                 recoveryRestarts.append((member, uuid))
+            case .dlm(.acquireNodeLock):
+                dlm.acquire(member)
+            case let .dlm(.watchNode(node)):
+                dlm.watch(node, by: member)
+            case let .dlm(.releaseNode(node)):
+                dlm.release(node, by: member)
             case .connectCorosync, .wake:
                 // The simulated daemons stay connected; the runner decides when each one's loop runs.
                 break

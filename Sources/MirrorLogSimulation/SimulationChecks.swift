@@ -72,6 +72,22 @@ enum SimulationChecks {
         return nil
     }
 
+    /// When `node` is fenced, every region its kernel was writing (`writes`) is known to each quorate
+    /// replica elsewhere: held as a mark of one of the node's members (resynced after done) or out of
+    /// sync. A region missing there was written behind the survivors' back (answered during a split,
+    /// or after a done that came before the fencing) and would never be resynced.
+    static func fencedWritesKnown(_ survivors: [ClusterSimulation.ReplicaView], node: UInt32, writes: Set<UInt64>) -> SimulationFinding? {
+        for view in survivors {
+            let log = view.replica.log
+            let holders = log.marks.holders.filter { $0.member.nodeID == node }
+            for region in writes.sorted() where region < log.regionCount && log.sync[region] {
+                if holders.contains(where: { $0.regions[region] }) { continue }
+                return SimulationFinding(.failedMemberRegions, "node \(node) was fenced or rebooted while writing region \(region), which \(view.member)'s replica neither holds for it nor resyncs")
+            }
+        }
+        return nil
+    }
+
     /// One answer of `member` against the regions failed members may still be writing (`failed`:
     /// the records of its component, others than itself) and its replica.
     static func answer(_ reply: Reply, to request: SimulatedKernel.Request, from member: MemberID, replica: ReplicatedLog,

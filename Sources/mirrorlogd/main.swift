@@ -35,12 +35,16 @@ struct MirrorLogCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Testing and replay: take kernel requests from this Unix socket (SOCK_SEQPACKET, the netlink connector's bytes) instead of the kernel.", valueName: "path"))
     var kernelSocket: String?
 
+    @Flag(help: ArgumentHelp("Recover a failed node's regions once corosync's quorum no longer lists it, without the DLM's proof that it was fenced. Unsafe: a node cut off or hung may still be writing them. For tests and single-node use.", visibility: .default))
+    var noFencing = false
+
     @Option(help: ArgumentHelp("Benchmarks: at most this many cluster operations per CPG message (1: one request per message).", visibility: .hidden))
     var clusterOperationsPerMessage: Int?
 
     func run() throws {
         var configuration = DaemonConfiguration(foreground: foreground, debug: debug, pidfilePath: pidfile, runtimeDirectory: runtimeDirectory, kernelSocketPath: kernelSocket)
         configuration.clusterOperationsPerMessage = clusterOperationsPerMessage
+        configuration.fencing = noFencing ? .unfenced : .dlm
         let readyFD: Int32 = foreground ? -1 : Detach.detach()
         let destination: MirrorLogHandler.Destination = foreground ? .standardError : .syslog
         if !foreground { Syslog.open() }

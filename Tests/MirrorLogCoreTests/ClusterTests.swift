@@ -108,22 +108,30 @@ struct ClusterTests {
         #expect(k.ask(.markRegion, regions([9, 12]), on: nodeB) == .ok)
         k.sim.crash(nodeB, reason: .nodeDown)
         k.sim.settle()
-        // Node 2 is still in quorum's view (not fenced yet): its regions may be written.
+        // Node 2 is not fenced yet (the DLM has not granted its lock): its regions may be written.
         #expect(k.remoteRecovering(9, on: nodeA)! == (true, 9))
-        #expect(k.resyncWork(on: nodeA)! == nil)
         #expect(k.flag(.isClean, 12, on: nodeC) == false)
-        // Node 2 leaves the quorum (fenced): done; its regions are out of sync and resynced first.
-        #expect(k.sim.recoveryRestarts.isEmpty)
-        k.sim.setQuorum(QuorumView(quorate: true, nodes: [1, 3]))
+        // Its node left the membership, so it may be on the surviving side of a split: state
+        // changes of every kernel are held until done (reads are answered).
+        let work = k.send(.getResyncWork, on: nodeA)
+        let mark = k.send(.markRegion, regions([5]), on: nodeC)
         k.sim.settle()
+        #expect(k.sim.reply(of: nodeA, seq: work) == nil)
+        #expect(k.sim.reply(of: nodeC, seq: mark) == nil)
+        // Node 2 is fenced, the DLM grants its lock: done; its regions are out of sync and resynced first.
+        #expect(k.sim.recoveryRestarts.isEmpty)
+        k.sim.purgeLocks(ofNode: 2)
+        k.sim.settle()
+        #expect(k.sim.reply(of: nodeC, seq: mark) == .ok)
+        #expect(k.sim.reply(of: nodeA, seq: work)?.payload == .resyncWork(9))
         // The kernels saw the mirror in sync (in_sync_hint = region count): both survivors restart
         // their recovery with a suspend and resume, or they would never ask for resync work.
         #expect(Set(k.sim.recoveryRestarts.map(\.member)) == [nodeA, nodeC])
         #expect(k.ask(.getSyncCount, on: nodeA)?.payload == .count(14))
-        #expect(k.resyncWork(on: nodeC)! == 9)
-        #expect(k.resyncWork(on: nodeA)! == 12)
-        #expect(k.ask(.setRegionSync, .regionSync(region: 9, inSync: true), on: nodeC) == .ok)
-        #expect(k.ask(.setRegionSync, .regionSync(region: 12, inSync: true), on: nodeA) == .ok)
+        #expect(k.resyncWork(on: nodeC)! == 12)
+        #expect(k.ask(.clearRegion, regions([5]), on: nodeC) == .ok)
+        #expect(k.ask(.setRegionSync, .regionSync(region: 9, inSync: true), on: nodeA) == .ok)
+        #expect(k.ask(.setRegionSync, .regionSync(region: 12, inSync: true), on: nodeC) == .ok)
         #expect(k.ask(.getSyncCount, on: nodeC)?.payload == .count(16))
         #expect(k.digests().count == 1)
     }
@@ -134,9 +142,71 @@ struct ClusterTests {
         k.bringUp([nodeA, nodeB], table: "clustered-core 1024 sync", length: 4 * 1024)
         #expect(k.resyncWork(on: nodeB)! == 0)
         k.sim.crash(nodeB, reason: .nodeDown)
+        k.sim.purgeLocks(ofNode: 2)
         k.sim.settle()
-        // Quorum's node list is unknown here (empty), so done follows the change.
         #expect(k.resyncWork(on: nodeA)! == 0)
+    }
+
+    @Test("fencing that never succeeds: no done ever comes, the failed member's regions stay held")
+    func fencingNeverSucceeds() {
+        var k = SimKernel()
+        k.bringUp([nodeA, nodeB], length: 8 * 1024)
+        #expect(k.ask(.markRegion, regions([3]), on: nodeB) == .ok)
+        k.sim.crash(nodeB, reason: .nodeDown)
+        let mark = k.send(.markRegion, regions([6]), on: nodeA)
+        for _ in 0 ..< 20 { k.sim.settle() }
+        #expect(k.sim.reply(of: nodeA, seq: mark) == nil)
+        #expect(k.remoteRecovering(3, on: nodeA)?.0 == true)
+        #expect(k.sim.nodes[nodeA]?.logs.values.first?.replica?.recoveryPending == true)
+        #expect(k.sim.nodes[nodeA]?.fencing.watching[2] != nil, "the request on node 2's lock stays queued")
+    }
+
+    @Test("the DLM's grant may come before the configuration change that reports the failure")
+    func grantBeforeConfigurationChange() {
+        var k = SimKernel()
+        k.bringUp([nodeA, nodeB], length: 8 * 1024)
+        #expect(k.ask(.markRegion, regions([3]), on: nodeB) == .ok)
+        k.sim.crash(nodeB, reason: .nodeDown)
+        k.sim.purgeLocks(ofNode: 2)
+        // The grant is delivered first (step() takes DLM events before CPG events).
+        k.sim.step()
+        #expect(k.sim.nodes[nodeA]?.fencing.proven.contains(nodeB) == true)
+        k.sim.settle()
+        #expect(k.sim.nodes[nodeA]?.logs.values.first?.replica?.recoveryPending == false)
+        #expect(k.sim.nodes[nodeA]?.logs.values.first?.replica?.priority == [3])
+        #expect(k.sim.nodes[nodeA]?.logs.values.first?.replica?.log.sync[3] == false)
+    }
+
+    @Test("a daemon of a rebooted node does not take over its predecessor's marks, and proves its old kernel gone")
+    func rebootedNodeDoesNotAdopt() {
+        var k = SimKernel()
+        k.sim.fencingMode = .unfenced
+        k.sim.quorum = QuorumView(quorate: true, nodes: [1, 2])
+        k.bringUp([nodeA, nodeB], length: 8 * 1024)
+        #expect(k.ask(.markRegion, regions([3]), on: nodeB) == .ok)
+        k.sim.crash(nodeB, reason: .nodeDown)
+        k.sim.settle()
+        // Quorum still lists node 2 (no fencing): only its next boot proves the old kernel gone.
+        #expect(k.sim.nodes[nodeA]?.logs.values.first?.replica?.recoveryPending == true)
+        // The same pid as before the reboot (a daemon started at boot often gets it).
+        let rebooted = MemberID(nodeID: 2, pid: 200)
+        k.sim.start(rebooted, boot: 2)
+        #expect(k.ask(.constructor, ctr("\(8 * 1024) clustered-core 1024 nosync", nul: true), on: rebooted) == .ok)
+        #expect(k.ask(.resume, on: rebooted) == .ok)
+        let replica = k.sim.nodes[nodeA]?.logs.values.first?.replica
+        #expect(replica?.recoveryPending == false)
+        #expect(replica?.log.marks.isHeld(3) == false, "the fresh kernel never marked region 3")
+        #expect(replica?.log.sync[3] == false, "region 3 is resynced")
+        #expect(k.digests().count == 1)
+    }
+
+    @Test("without a DLM, a clustered constructor is refused and says why")
+    func noDLMRefusesClusteredLogs() {
+        var k = SimKernel()
+        k.sim.dlm.available = false
+        k.sim.start(nodeA)
+        #expect(k.ask(.constructor, ctr("\(8 * 1024) clustered-core 1024 nosync"), on: nodeA)?.error == -22)
+        #expect(k.sim.notices[nodeA]?.contains { $0.message.contains("need the DLM") } == true)
     }
 
     @Test("a daemon restarted on the same node takes over its predecessor's marks")
@@ -303,10 +373,10 @@ struct ClusterTests {
                                        .setRegionSync(5, inSync: true), .isRemoteRecovering(6), .resume, .postsuspend,
                                        .flushed(number: 9, failed: true), .recoveryDone(generation: 2), .diskLoaded(clean: bitmap), .diskLoaded(clean: nil)]
         let message = ClusterMessage.operations([LogBatch(log: Array("LVM-a".utf8), entries: ops.enumerated().map { TokenedOperation(token: UInt64($0.offset), operation: $0.element) }),
-                                                 LogBatch(log: Array("LVM-b".utf8), entries: [TokenedOperation(token: 0, operation: .attach), TokenedOperation(token: 0, operation: .detach)])])
+                                                 LogBatch(log: Array("LVM-b".utf8), entries: [TokenedOperation(token: 0, operation: .attach(boot: 7)), TokenedOperation(token: 0, operation: .detach)])])
         let bytes = message.encoded()
         #expect(try ClusterMessage.decode(bytes[...]) == message)
-        let census = ClusterMessage.census(logs: [Array("LVM-a".utf8), Array("LVM-b".utf8)], members: [nodeA, nodeB])
+        let census = ClusterMessage.census(logs: [Array("LVM-a".utf8), Array("LVM-b".utf8)], members: [nodeA, nodeB], boot: 0x1234_5678_9abc_def0)
         #expect(try ClusterMessage.decode(census.encoded()[...]) == census)
         let chunk = ClusterMessage.snapshotChunk(SnapshotChunk(log: Array("LVM-a".utf8), donor: nodeA, serial: 3, recipients: [.init(member: nodeB, point: 2)], index: 0, count: 1, data: [1, 2, 3]))
         #expect(try ClusterMessage.decode(chunk.encoded()[...]) == chunk)

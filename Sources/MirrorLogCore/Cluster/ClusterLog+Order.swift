@@ -28,7 +28,7 @@ extension ClusterLog {
         case let .chunk(chunk):
             guard chunk.index == chunk.count - 1 else { return [] }
             withReplica { $0.markSynced(chunk.recipients.map(\.member)) }
-            return writerDuties() + maybeSendDone(quorum: quorum)
+            return writerDuties()
         }
     }
 
@@ -59,6 +59,8 @@ extension ClusterLog {
         case .awaitDiskLoad:
             if mine { loadWaiters.append(token) }
             out += writerDuties()
+        case .held:
+            if mine { heldForRecovery.append(TokenedOperation(token: token, operation: operation)) }
         case .none:
             break
         }
@@ -91,7 +93,16 @@ extension ClusterLog {
             break
         }
         if let replica, replica.log.syncCount == replica.regionCount { latched = true }
+        releaseHeldRequests()
         return out
+    }
+
+    /// Once no failed member may be on the surviving side of a split: our requests the state held
+    /// go out again, in their order.
+    mutating func releaseHeldRequests() {
+        guard !heldForRecovery.isEmpty, let replica, replica.cutOff.isEmpty else { return }
+        outbound += heldForRecovery
+        heldForRecovery.removeAll()
     }
 
     // MARK: Configuration changes
@@ -132,21 +143,27 @@ extension ClusterLog {
         for (old, new) in adoptions.adopted {
             out.append(notice(.info, "member \(new) is the restarted daemon of failed member \(old) on the same node: it takes over its marks and resync work"))
         }
+        for old in adoptions.retired {
+            out.append(notice(.info, "failed member \(old)'s node booted again (a daemon with another boot id joined): its old kernel is gone, so its regions are resynced first without waiting for fencing"))
+        }
+        if !adoptions.retired.isEmpty, latched || kernelHintMayBeFull, !(replica?.priority.isEmpty ?? true), !instances.isEmpty {
+            out.append(.restartRecovery(uuid: uuid))
+        }
         if !adoptions.needsSlot.isEmpty {
             withReplica { $0.recoverPrep() }
             for member in adoptions.needsSlot {
                 withReplica { $0.recoverSlot(member) }
                 let reason = change.left.first { $0.member == member }?.reason ?? .other(0)
-                if reason == .nodeDown { nodeDownFailures.insert(member) }
                 let held = replica?.log.marks.markCount(of: member) ?? 0
                 out.append(notice(.warning, "member \(member) failed (\(reason)): its \(held) marked region(s) count as being written until recovery completes"))
             }
         }
-        let failed = replica?.failed ?? []
-        nodeDownFailures = nodeDownFailures.filter { failed.contains($0) }
+        if let replica, !replica.cutOff.isEmpty, !adoptions.needsSlot.isEmpty {
+            out.append(notice(.warning, "a failed member's node left the membership: requests of every member's kernel that change the log are held until its recovery is done (it may be on the side of a split that survives)"))
+        }
         if replica?.donor == me, !(replica?.unsyncedAge.isEmpty ?? true) { out += sendSnapshot() }
         out += writerDuties()
-        out += maybeSendDone(quorum: quorum)
+        releaseHeldRequests()
         return out
     }
 
@@ -160,6 +177,7 @@ extension ClusterLog {
         let hadState = !localMarks.words.allSatisfy { $0 == 0 }
         let lost = stateLost || hadState || change != nil
         var state = ReplicatedLog(log: templateLog(stateLost: lost), founder: me)
+        state.boots[me] = boot
         state.mutation = mutation
         if arguments.logType.hasLogDevice {
             switch arguments.syncMode {
@@ -179,6 +197,7 @@ extension ClusterLog {
             }
             state.members = change.members
             for member in change.members where member != me {
+                if let boot = change.boots[member] { state.boots[member] = boot }
                 state.unsyncedAge[member] = ages[member] ?? epoch
                 var slot: UInt32 = 1
                 while state.slots.values.contains(slot) { slot += 1 }
@@ -235,26 +254,19 @@ extension ClusterLog {
         return writerDuties()
     }
 
-    // MARK: Quorum and recovery
+    // MARK: Recovery
 
-    /// Quorum changed for the whole node (losing it makes the node leave the ordering group; see
-    /// ``ClusterNode/quorumChanged(_:)``): a recovery may now be complete.
-    mutating func quorumChanged(_ quorum: QuorumView) -> [Directive] {
-        maybeSendDone(quorum: quorum)
-    }
-
-    /// Sends recover_done for the pending generation once every failed member can no longer write:
-    /// its node is out of the quorate membership (fenced, in this issue: gone from votequorum's view).
-    /// A member whose process died on a live node stays held until its node goes, or its restarted
-    /// daemon joins and takes its marks over.
-    mutating func maybeSendDone(quorum: QuorumView) -> [Directive] {
-        guard let replica, replica.recoveryPending, quorum.quorate else { return [] }
+    /// Sends recover_done for the pending generation once every failed member is gone for sure
+    /// (`isGone`: the DLM barrier's proof, see ``FencingBarrier``). Only a quorate member sends it.
+    /// A member whose process died on a live node stays held until its restarted daemon joins and
+    /// takes its marks over, or its node is fenced.
+    mutating func maybeSendDone(quorum: QuorumView, isGone: (MemberID) -> Bool) {
+        guard let replica, replica.recoveryPending, quorum.quorate else { return }
         let next = replica.generation + 1
-        guard doneSentFor < next else { return [] }
-        for member in replica.failed where quorum.nodes.contains(member.nodeID) && mutation != .doneBeforeFencing { return [] }
+        guard doneSentFor < next else { return }
+        for member in replica.failed where !isGone(member) && mutation != .doneBeforeGrant { return }
         doneSentFor = next
         outbound.append(TokenedOperation(token: 0, operation: .recoveryDone(generation: next)))
-        return []
     }
 
     /// Whether queued operations may be multicast now.
@@ -275,6 +287,7 @@ extension ClusterLog {
         // or `diskLoaded` (a stale `flushed(22)` confirmed flushes of a new state that were never
         // written; found by the simulation, seed 121). Requests waiting for them are re-sent below.
         diskTickets = [:]
+        heldForRecovery = []
         let waiting = pending.sorted { $0.key < $1.key }
         outbound = waiting.map { TokenedOperation(token: $0.key, operation: $0.value.operation) }
     }

@@ -71,7 +71,6 @@ extension ClusterLog {
         outbound.insert(contentsOf: resend, at: 0)
         if replayed > 0 { out.append(notice(.debug, "replayed \(replayed) event(s) delivered during the transfer")) }
         out += afterStateInstalled()
-        out += maybeSendDone(quorum: quorum)
         return out
     }
 }

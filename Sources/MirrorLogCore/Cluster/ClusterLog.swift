@@ -15,6 +15,8 @@ public struct ClusterLog: Sendable {
     public let arguments: ConstructorArguments
     /// This daemon's identity in the group.
     public let me: MemberID
+    /// The boot id of this daemon's kernel.
+    public let boot: UInt64
 
     /// Where this member is with the log, each phase with what it holds (as swift-nio-http2's
     /// connection states carry their data).
@@ -113,8 +115,9 @@ public struct ClusterLog: Sendable {
     var nextDiskTicket: UInt64 = 0
     /// As the writer: a write failed and no whole-image write succeeded since.
     var unrepairedWriteFailure = false
-    /// Failed members whose node went down (done waits until quorum no longer counts the node).
-    var nodeDownFailures: Set<MemberID> = []
+    /// Our requests the state held while a failed member may be on the surviving side of a split
+    /// (``ReplicatedLog/Outcome/held``); they go out again once its recovery is done.
+    var heldForRecovery: [TokenedOperation] = []
     /// Members of the group at the last configuration change.
     var lastMembers: [MemberID] = []
     /// The recovery generation we already sent a done for.
@@ -138,7 +141,8 @@ public struct ClusterLog: Sendable {
         var next: Int
     }
 
-    init(uuidBytes: [UInt8], arguments: ConstructorArguments, me: MemberID, stateLost: Bool) {
+    init(uuidBytes: [UInt8], arguments: ConstructorArguments, me: MemberID, boot: UInt64, stateLost: Bool) {
+        self.boot = boot
         self.uuidBytes = uuidBytes
         self.uuid = String(decoding: uuidBytes, as: UTF8.self)
         self.arguments = arguments

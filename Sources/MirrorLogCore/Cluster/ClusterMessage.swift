@@ -13,13 +13,14 @@ public enum ClusterMessage: Sendable, Equatable {
     /// The logs the sender serves, sent when another daemon joins the ordering group so that it
     /// learns who serves what before it attaches its own logs. `members` are the ordering group's
     /// members as the sender knew them when it wrote the census: a joiner trusts only a census
-    /// that already counts it (one written earlier may predate the sender's own attach).
-    case census(logs: [[UInt8]], members: [MemberID])
+    /// that already counts it (one written earlier may predate the sender's own attach). `boot`
+    /// names the sender's kernel, as in ``ClusterOperation/attach(boot:)``.
+    case census(logs: [[UInt8]], members: [MemberID], boot: UInt64)
 
     /// `"MLDC"`.
     public static let magic: UInt32 = 0x4D4C_4443
     /// The protocol version this daemon speaks.
-    public static let protocolVersion: UInt16 = 1
+    public static let protocolVersion: UInt16 = 2
     /// Header bytes: magic, version, type.
     public static let headerSize = 8
 
@@ -46,8 +47,9 @@ public enum ClusterMessage: Sendable, Equatable {
                     entry.operation.encode(into: &w)
                 }
             }
-        case let .census(logs, members):
+        case let .census(logs, members, boot):
             w.u16(Kind.census.rawValue)
+            w.u64(boot)
             w.varint(UInt64(logs.count))
             for log in logs { w.blob(log) }
             w.varint(UInt64(members.count))
@@ -85,11 +87,12 @@ public enum ClusterMessage: Sendable, Equatable {
             }
             message = .operations(batches)
         case .census:
+            let boot = try r.u64()
             var logs: [[UInt8]] = []
             for _ in 0 ..< (try r.count(minimumElementSize: 2)) { logs.append(try logName(&r)) }
             var members: [MemberID] = []
             for _ in 0 ..< (try r.count(minimumElementSize: 8)) { members.append(try r.member()) }
-            message = .census(logs: logs, members: members)
+            message = .census(logs: logs, members: members, boot: boot)
         case .snapshotChunk:
             message = .snapshotChunk(try SnapshotChunk.decode(from: &r))
         }

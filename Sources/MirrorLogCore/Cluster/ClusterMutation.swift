@@ -12,8 +12,12 @@ enum ClusterMutation: String, Sendable, CaseIterable {
     case hintPastDirtyRegion
     /// CLEAR_REGION makes an in-sync region clean although other members still hold marks on it.
     case clearIgnoresOtherMarks
-    /// recover_done is sent at once, without waiting for the failed members' nodes to be fenced.
-    case doneBeforeFencing
+    /// recover_done is sent at once, without waiting for the DLM to grant the failed members' node
+    /// locks (that is, for their nodes to be fenced).
+    case doneBeforeGrant
+    /// Requests from the kernel are answered while a failed member may be on the surviving side of
+    /// a split, instead of being held until done.
+    case answerDuringSplit
     /// A joiner installs a transferred state without replaying what was delivered during the transfer.
     case transferSkipsBufferedEvents
 }

@@ -14,6 +14,14 @@ public struct ClusterNode: Sendable {
 
     /// This daemon: corosync's node id and our pid.
     public let me: MemberID
+    /// The boot id of this node's kernel (a restarted daemon on a rebooted node serves a new kernel).
+    public let boot: UInt64
+    /// How failed members are proven gone before their recovery completes, and the DLM barrier's state.
+    public private(set) var fencing: FencingBarrier
+    /// The boot id of every daemon in the ordering group, from its attach or census.
+    public private(set) var boots: [MemberID: UInt64] = [:]
+    /// Clustered constructors waiting for this node's DLM lock.
+    private var awaitingLock: [KernelRequest] = []
     /// Clustered logs this daemon serves, by uuid bytes.
     public private(set) var logs: [[UInt8]: ClusterLog] = [:]
     /// Whether the CPG connection is up (the ordering group can be joined).
@@ -68,14 +76,17 @@ public struct ClusterNode: Sendable {
         var stateLost: Bool
     }
 
-    public init(me: MemberID, quorum: QuorumView) {
+    public init(me: MemberID, quorum: QuorumView, boot: UInt64 = 0, fencing: FencingMode = .dlm) {
         self.me = me
         self.quorum = quorum
+        self.boot = boot
+        self.fencing = FencingBarrier(mode: fencing)
+        boots[me] = boot
     }
 
     /// Whether log instance `luid` is a clustered one of this node (or its constructor is under way).
     public func serves(luid: UInt64) -> Bool {
-        logOfLUID[luid] != nil || pendingConstructors[luid] != nil
+        logOfLUID[luid] != nil || pendingConstructors[luid] != nil || awaitingLock.contains { $0.header.luid == luid }
     }
 
     // MARK: Kernel
@@ -135,19 +146,20 @@ public struct ClusterNode: Sendable {
             if logs[chunk.log] != nil {
                 out += logs[chunk.log]?.receive(.chunk(chunk), from: sender, quorum: quorum) ?? []
             }
-        case let .census(logs, members):
+        case let .census(logs, members, boot):
             // Written before the sender saw us join, it may miss an attach we did not see either
             // (found by the simulation: a joiner founded a second state). A newer one follows.
             // Our own says nothing new, and may name an instance we destroyed since (then it
             // would attach our new instance before its attach).
             guard members.contains(me), sender != me else { break }
+            boots[sender] = boot
             for log in logs { out += attach(sender, to: log) }
             if orderingStatus == .census {
                 censusPending.remove(sender)
                 out += completeCensusIfDone()
             }
         }
-        return out
+        return out + afterClusterInput()
     }
 
     /// A configuration change of the ordering group.
@@ -160,12 +172,13 @@ public struct ClusterNode: Sendable {
             censusPending = Set(change.members).subtracting([me])
             orderingStatus = .census
             out.append(.notice(Notice(.info, uuid: nil, "joined the ordering group with \(change.members.count - 1) other daemon(s)" + (censusPending.isEmpty ? "" : "; waiting for their census"))))
-            return out + completeCensusIfDone()
+            return out + completeCensusIfDone() + afterClusterInput()
         }
         // Members that left leave every log they served, with corosync's reason.
         var departures: [[UInt8]: [MembershipChange.Departure]] = [:]
         for departure in change.left {
             censusPending.remove(departure.member)
+            if departure.member != me { boots.removeValue(forKey: departure.member) }
             for log in attachments.keys where attachments[log]?.contains(departure.member) == true {
                 attachments[log]?.remove(departure.member)
                 departures[log, default: []].append(departure)
@@ -175,13 +188,13 @@ public struct ClusterNode: Sendable {
         // still name a destroyed instance of ours, which would look like our join).
         for log in departures.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) where logs[log] != nil && logs[log]!.status != .joining {
             let members = Array(attachments[log] ?? []).sorted()
-            let logChange = MembershipChange(members: members, joined: [], left: departures[log] ?? [])
+            let logChange = MembershipChange(members: members, joined: [], left: departures[log] ?? [], boots: boots)
             out += logs[log]?.membershipChanged(logChange, quorum: quorum) ?? []
         }
         if orderingStatus == .census { out += completeCensusIfDone() }
         // Someone joined (a new daemon, or the other side of a healed partition): tell it what we serve.
         if !change.joined.isEmpty { censusDue = true }
-        return out
+        return out + afterClusterInput()
     }
 
     /// Quorum changed. Losing it, the node leaves the ordering group: its copy of every log may
@@ -205,7 +218,47 @@ public struct ClusterNode: Sendable {
             orderingStatus = .joining
             out.append(.joinOrderingGroup)
         }
-        for log in logs.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) { out += logs[log]?.quorumChanged(view) ?? [] }
+        return out + afterClusterInput()
+    }
+
+    /// The DLM reported (see ``FencingBarrier``).
+    public mutating func dlm(_ event: DLMEvent) -> [Directive] {
+        var out: [Directive] = []
+        switch event {
+        case let .acquired(adoptedOrphan):
+            fencing.own = .held
+            out.append(.notice(Notice(.info, uuid: nil, adoptedOrphan
+                    ? "took over this node's DLM lock that the previous daemon left behind; peers keep waiting on it, so none recovers its regions: this daemon adopts them"
+                    : "holding this node's DLM lock: peers recover this daemon's regions only once it releases it or this node is fenced")))
+            let held = awaitingLock
+            awaitingLock.removeAll()
+            for request in held { out += handleKernel(request) }
+        case let .unavailable(reason):
+            fencing.own = .unavailable(reason)
+            let held = awaitingLock
+            awaitingLock.removeAll()
+            for request in held {
+                out.append(.reply(request.header, .failure(.invalidArgument)))
+                out.append(.notice(Notice(.error, uuid: request.header.uuid, "constructor refused: clustered logs need the DLM for fencing, and it cannot be used (\(reason)); start dlm_controld, or run mirrorlogd with --no-fencing to accept the risk")))
+            }
+        case let .granted(node):
+            out += fencing.granted(node: node)
+        }
+        return out + afterClusterInput()
+    }
+
+    /// After any cluster input: watch the nodes of every member we know of, send recover_done where
+    /// every failed member is proven gone, and forget proofs nobody needs.
+    private mutating func afterClusterInput() -> [Directive] {
+        var known = Set(orderingMembers)
+        for log in logs.values { if let failed = log.replica?.failed { known.formUnion(failed) } }
+        let out = fencing.watch(known.sorted(), me: me)
+        for name in logs.keys where logs[name]?.replica?.recoveryPending == true {
+            let fencing = self.fencing
+            let quorum = self.quorum
+            logs[name]?.maybeSendDone(quorum: quorum) { fencing.isGone($0, quorum: quorum) }
+        }
+        fencing.forget(allBut: known)
         return out
     }
 
@@ -236,7 +289,7 @@ public struct ClusterNode: Sendable {
             let served = attachments.filter { entry in
                 entry.value.contains(me) && !oldInstances.contains(entry.key) && (logs[entry.key].map { $0.status != .joining } ?? false)
             }.keys.sorted { $0.lexicographicallyPrecedes($1) }
-            out.append(.multicast(ClusterMessage.census(logs: served, members: orderingMembers).encoded()))
+            out.append(.multicast(ClusterMessage.census(logs: served, members: orderingMembers, boot: boot).encoded()))
         }
         var batches: [LogBatch] = detaches.map { LogBatch(log: $0, entries: [TokenedOperation(token: 0, operation: .detach)]) }
         detaches.removeAll()
@@ -283,17 +336,39 @@ public struct ClusterNode: Sendable {
     /// One line per clustered log for state dumps: `cluster-state uuid=… status=… members=…
     /// digest=… sync=a/N generation=… failed=… writer=…`.
     public func dumpLines() -> [String] {
-        logs.values.sorted { $0.uuid < $1.uuid }.map { group -> String in
+        [fencingLine()] + logs.values.sorted { $0.uuid < $1.uuid }.map { group -> String in
             var line = "cluster-state uuid=\(group.uuid) status=\(group.status.rawValue) me=\(me) luids=\(group.instances.keys.sorted().map(String.init).joined(separator: ","))"
             if let replica = group.replica {
                 line += " members=\(replica.members.count) digest=\(hex16(ReplicaSnapshot.digest(replica))) sync=\(replica.log.syncCount)/\(replica.regionCount)"
                 line += " generation=\(replica.generation) failed=\(replica.failed.count) resyncing=\(replica.log.recovering.count) priority=\(replica.priority.count)"
                 line += " writer=\(replica.diskWriter.map { "\($0)" } ?? "-")"
+                if replica.recoveryPending {
+                    let waiting = replica.failed.filter { !fencing.isGone($0, quorum: quorum) }
+                    line += " recovery=\(waiting.isEmpty ? "done-sent" : "waiting-for-fencing:" + waiting.map(\.description).joined(separator: ","))"
+                    if !replica.cutOff.isEmpty { line += " holding-writes=\(group.heldForRecovery.count)" }
+                }
             } else {
                 line += " members=\(group.lastMembers.count)"
             }
             line += " pending=\(group.pending.count) outbound=\(group.outbound.count)"
             return line
+        }
+    }
+
+    /// The fencing barrier for dumps: `fencing mode=dlm node-lock=held watching=2,3 proven=…`.
+    func fencingLine() -> String {
+        let own: String
+        switch fencing.own {
+        case .idle: own = "not-taken"
+        case .acquiring: own = "acquiring"
+        case .held: own = "held"
+        case let .unavailable(reason): own = "unavailable(\(reason))"
+        }
+        switch fencing.mode {
+        case .unfenced:
+            return "fencing mode=none (--no-fencing: failed nodes are trusted to have stopped once quorum drops them)"
+        case .dlm:
+            return "fencing mode=dlm node-lock=\(own) watching=\(fencing.watching.keys.sorted().map(String.init).joined(separator: ",")) proven-gone=\(fencing.proven.sorted().map(\.description).joined(separator: ","))"
         }
     }
 
@@ -326,8 +401,9 @@ public struct ClusterNode: Sendable {
         }
         for entry in batch.entries {
             switch entry.operation {
-            case .attach:
+            case let .attach(boot):
                 flushRun(&self)
+                boots[sender] = boot
                 out += attach(sender, to: batch.log)
             case .detach:
                 flushRun(&self)
@@ -348,7 +424,7 @@ public struct ClusterNode: Sendable {
         let ourJoin = member == me && status == .joining && !oldInstances.contains(log)
         guard isNew || ourJoin, ourJoin || status != .joining else { return [] }
         if member == me { logs[log]?.attachQueued = false }
-        let change = MembershipChange(members: Array(attachments[log] ?? []).sorted(), joined: [member], left: [])
+        let change = MembershipChange(members: Array(attachments[log] ?? []).sorted(), joined: [member], left: [], boots: boots)
         return logs[log]?.membershipChanged(change, quorum: quorum) ?? []
     }
 
@@ -358,7 +434,7 @@ public struct ClusterNode: Sendable {
         guard attachments[log]?.remove(member) != nil else { return [] }
         if attachments[log]?.isEmpty == true { attachments.removeValue(forKey: log) }
         guard let status = logs[log]?.status, member != me, status != .joining else { return [] }
-        let change = MembershipChange(members: Array(attachments[log] ?? []).sorted(), joined: [], left: [.init(member, .left)])
+        let change = MembershipChange(members: Array(attachments[log] ?? []).sorted(), joined: [], left: [.init(member, .left)], boots: boots)
         return logs[log]?.membershipChanged(change, quorum: quorum) ?? []
     }
 
@@ -371,7 +447,7 @@ public struct ClusterNode: Sendable {
     }
 
     private mutating func queueAttach(_ log: [UInt8]) {
-        logs[log]?.outbound.insert(TokenedOperation(token: 0, operation: .attach), at: 0)
+        logs[log]?.outbound.insert(TokenedOperation(token: 0, operation: .attach(boot: boot)), at: 0)
         logs[log]?.attachQueued = true
     }
 
@@ -401,6 +477,17 @@ public struct ClusterNode: Sendable {
         guard connected else {
             return [.reply(header, .failure(.invalidArgument)), .notice(Notice(.error, uuid: uuid, "constructor refused: \(arguments.logType) needs corosync, and mirrorlogd has no connection to it (is corosync running?)"))]
         }
+        // The node lock first: a peer that sees us in the group must find it held (FencingBarrier).
+        guard fencing.ready else {
+            awaitingLock.append(KernelRequest(header: header, type: request.type, payload: request.payload))
+            switch fencing.own {
+            case .idle, .unavailable:
+                fencing.own = .acquiring
+                return [.dlm(.acquireNodeLock)]
+            case .acquiring, .held:
+                return []
+            }
+        }
         let name = Array(header.uuidBytes)
         if let group = logs[name], group.arguments.regionCount != arguments.regionCount || group.arguments.regionSize != arguments.regionSize || group.arguments.logType != arguments.logType {
             return [.reply(header, .failure(.invalidArgument)), .notice(Notice(.error, uuid: uuid, "constructor refused: this node already serves the log as \(group.arguments.logType) with \(group.arguments.regionCount) regions of \(group.arguments.regionSize) sectors; a clustered log cannot change type or geometry while an instance of it exists"))]
@@ -420,7 +507,7 @@ public struct ClusterNode: Sendable {
         if logs[name] == nil {
             if draining.removeValue(forKey: name) != nil { detaches.append(name) }
             instanceSerial += 1
-            var log = ClusterLog(uuidBytes: Array(header.uuidBytes), arguments: pending.arguments, me: me, stateLost: pending.stateLost)
+            var log = ClusterLog(uuidBytes: Array(header.uuidBytes), arguments: pending.arguments, me: me, boot: boot, stateLost: pending.stateLost)
             log.nextDiskTicket = instanceSerial << 32
             log.mutation = mutation
             logs[name] = log

@@ -26,8 +26,10 @@ public enum ClusterOperation: Sendable, Equatable {
     case flushed(number: UInt64, failed: Bool)
     /// A quorate member saw the fencing condition for recovery generation `generation` met.
     case recoveryDone(generation: UInt64)
-    /// The sender starts serving the log (its constructor): it becomes a member of the log.
-    case attach
+    /// The sender starts serving the log (its constructor): it becomes a member of the log. `boot`
+    /// names the sender's kernel (its node's boot id): a restarted daemon takes over a failed
+    /// member's marks only if both served the same kernel.
+    case attach(boot: UInt64)
     /// The sender stopped serving the log (its last destructor): a clean leave.
     case detach
     /// The disk writer read the log device at first resume: the regions clean on disk (nil: the
@@ -47,6 +49,15 @@ public enum ClusterOperation: Sendable, Equatable {
         }
     }
 
+    /// Whether the operation is a state change from the sender's kernel, held while a failed
+    /// member may be on the surviving side of a split (``ReplicatedLog/cutOff``).
+    public var isHeldDuringRecovery: Bool {
+        switch self {
+        case .mark, .clear, .flush, .getResyncWork, .setRegionSync, .resume, .postsuspend: true
+        case .isClean, .inSync, .isRemoteRecovering, .flushed, .recoveryDone, .attach, .detach, .diskLoaded: false
+        }
+    }
+
     func encode(into w: inout LittleEndianWriter) {
         switch self {
         case let .mark(regions): w.u8(Code.mark.rawValue); Self.encodeRegions(regions, into: &w)
@@ -61,7 +72,7 @@ public enum ClusterOperation: Sendable, Equatable {
         case let .flushed(number, failed): w.u8(Code.flushed.rawValue); w.varint(number); w.u8(failed ? 1 : 0)
         case let .recoveryDone(generation): w.u8(Code.recoveryDone.rawValue); w.varint(generation)
         case let .inSync(region): w.u8(Code.inSync.rawValue); w.varint(region)
-        case .attach: w.u8(Code.attach.rawValue)
+        case let .attach(boot): w.u8(Code.attach.rawValue); w.u64(boot)
         case .detach: w.u8(Code.detach.rawValue)
         case let .diskLoaded(clean):
             w.u8(Code.diskLoaded.rawValue)
@@ -91,7 +102,7 @@ public enum ClusterOperation: Sendable, Equatable {
         case .recoveryDone: return .recoveryDone(generation: try r.varint())
         case .diskLoaded: return .diskLoaded(clean: try flag(&r) ? try BitmapRunLength.decode(from: &r) : nil)
         case .inSync: return .inSync(try r.varint())
-        case .attach: return .attach
+        case .attach: return .attach(boot: try r.u64())
         case .detach: return .detach
         }
     }

@@ -39,6 +39,9 @@ public struct MembershipChange: Sendable, Equatable {
     public var members: [MemberID]
     public var joined: [MemberID]
     public var left: [Departure]
+    /// The boot id of members' kernels, where known: a joiner's from its ordered attach (the only
+    /// one a replicated state takes); others' as this daemon learned them (a founder's only).
+    public var boots: [MemberID: UInt64]
 
     /// A member that left, and why.
     public struct Departure: Sendable, Equatable {
@@ -50,7 +53,8 @@ public struct MembershipChange: Sendable, Equatable {
         }
     }
 
-    public init(members: [MemberID], joined: [MemberID], left: [Departure]) {
+    public init(members: [MemberID], joined: [MemberID], left: [Departure], boots: [MemberID: UInt64] = [:]) {
+        self.boots = boots
         self.members = members.sorted()
         self.joined = joined.sorted()
         self.left = left.sorted { $0.member < $1.member }

@@ -28,9 +28,14 @@ public enum ReplicaSnapshot {
             w.u8(state.synced.contains(member) ? 1 : 0)
             w.varint(state.unsyncedAge[member] ?? 0)
             w.u32(state.slots[member] ?? 0)
+            w.u64(state.boots[member] ?? 0)
         }
         w.varint(UInt64(state.failed.count))
-        for member in state.failed { w.member(member) }
+        for member in state.failed {
+            w.member(member)
+            w.u64(state.boots[member] ?? 0)
+            w.u8(state.cutOff.contains(member) ? 1 : 0)
+        }
         if let suspects = state.suspects {
             w.u8(1)
             BitmapRunLength.encode(suspects, into: &w)
@@ -95,16 +100,24 @@ public enum ReplicaSnapshot {
         state.members = []
         state.synced = []
         state.slots = [:]
-        for _ in 0 ..< (try r.count(minimumElementSize: 14)) {
+        for _ in 0 ..< (try r.count(minimumElementSize: 22)) {
             let member = try r.member()
             if try r.u8() == 1 { state.synced.insert(member) }
             let age = try r.varint()
             if age > 0 { state.unsyncedAge[member] = age }
             let slot = try r.u32()
             if slot > 0 { state.slots[member] = slot }
+            let boot = try r.u64()
+            if boot != 0 { state.boots[member] = boot }
             state.members.append(member)
         }
-        for _ in 0 ..< (try r.count(minimumElementSize: 8)) { state.failed.append(try r.member()) }
+        for _ in 0 ..< (try r.count(minimumElementSize: 17)) {
+            let member = try r.member()
+            state.failed.append(member)
+            let boot = try r.u64()
+            if boot != 0 { state.boots[member] = boot }
+            if try r.u8() == 1 { state.cutOff.insert(member) }
+        }
         if try r.u8() == 1 {
             let suspects = try bitmap(&r, regionCount)
             state.suspects = suspects

@@ -21,6 +21,13 @@ public struct ReplicatedLog: Sendable {
     public internal(set) var slots: [MemberID: UInt32] = [:]
     /// Failed members whose recovery is prepared but not done, ascending.
     public internal(set) var failed: [MemberID] = []
+    /// The boot id of each member's (and failed member's) kernel: a restarted daemon takes over a
+    /// failed member's marks only if it serves the same kernel.
+    public internal(set) var boots: [MemberID: UInt64] = [:]
+    /// Failed members whose node left the membership (not only their process): they may be on the
+    /// side of a split that survives. Until done, state changes from every member's kernel are held
+    /// (``Outcome/held``), so the side that is fenced dies without writes the survivor never heard of.
+    public internal(set) var cutOff: Set<MemberID> = []
     /// A recovery cycle is between prep and done.
     public internal(set) var recoveryPending = false
     /// Rises by one at every completed recovery.
@@ -77,6 +84,9 @@ public struct ReplicatedLog: Sendable {
         case awaitFlush(number: UInt64, writes: [DiskWrite])
         /// Answer once the device was read (first resume of a disk log).
         case awaitDiskLoad
+        /// Not applied: a failed member may be on the surviving side of a split (``cutOff``). The
+        /// sender sends it again once the recovery is done.
+        case held
         /// Nothing to answer (daemon-to-daemon operations).
         case none
     }
@@ -86,6 +96,7 @@ public struct ReplicatedLog: Sendable {
     /// Applies `operation` sent by `member`. `localIsWriter` says whether the member applying it
     /// writes the log device (so that only the writer builds disk writes).
     public mutating func apply(_ operation: ClusterOperation, from member: MemberID, localIsWriter: Bool) -> Outcome {
+        if !cutOff.isEmpty, operation.isHeldDuringRecovery, mutation != .answerDuringSplit { return .held }
         switch operation {
         case let .mark(regions):
             guard log.firstOutOfRange(regions) == nil else { return .reply(.failure(.invalidArgument)) }
@@ -245,9 +256,12 @@ public struct ReplicatedLog: Sendable {
         /// (failed member, its successor): a daemon restarted on the node of a failed member took
         /// over its marks and resync work.
         public var adopted: [(MemberID, MemberID)] = []
+        /// Failed members whose node rebooted (a daemon with another boot id joined): their regions
+        /// were released to resync first without waiting for fencing.
+        public var retired: [MemberID] = []
 
         public static func == (a: Self, b: Self) -> Bool {
-            a.needsSlot == b.needsSlot && a.adopted.map(\.0) == b.adopted.map(\.0) && a.adopted.map(\.1) == b.adopted.map(\.1)
+            a.needsSlot == b.needsSlot && a.adopted.map(\.0) == b.adopted.map(\.0) && a.adopted.map(\.1) == b.adopted.map(\.1) && a.retired == b.retired
         }
     }
 
@@ -259,6 +273,9 @@ public struct ReplicatedLog: Sendable {
             let works = log.recovering.values.contains(departure.member)
             if departure.reason.isFailure || holds || works {
                 effect.needsSlot.append(departure.member)
+                if departure.reason != .processDown && departure.reason != .left { cutOff.insert(departure.member) }
+            } else {
+                boots.removeValue(forKey: departure.member)
             }
             synced.remove(departure.member)
             unsyncedAge.removeValue(forKey: departure.member)
@@ -272,8 +289,24 @@ public struct ReplicatedLog: Sendable {
             let taken = Set(slots.values)
             while taken.contains(slot) { slot += 1 }
             slots[member] = slot
+            // Only a joiner's boot id, which came with its ordered attach: every member knows the same.
+            let boot = change.boots[member]
+            // A daemon of a rebooted node: the failed members of its node served the old kernel,
+            // which is gone, so their recovery needs no fencing: their regions are resynced first
+            // now. Before the new member counts (it may even reuse a failed member's pid).
+            for old in failed where old.nodeID == member.nodeID {
+                if let oldBoot = boots[old], let boot, oldBoot != boot {
+                    retire(old)
+                    effect.retired.append(old)
+                }
+            }
+            if let boot { boots[member] = boot }
             // The same member (a partition healed, corosync restarted under it) or a restarted daemon
-            // on the same node: the node's kernel still holds the marks.
+            // on the same node: the node's kernel still holds the marks. Not after a reboot (above):
+            // the new kernel never wrote them, and its daemon would hold them forever (found by the
+            // simulation, class B: the fresh kernel's CTR looked like a reconnect). A failed member
+            // whose boot id this state never learned (founded after a merge, before the census)
+            // counts as the same kernel, as before boot ids.
             if let old = failed.first(where: { $0.nodeID == member.nodeID }) {
                 adopt(old, by: member)
                 effect.adopted.append((old, member))
@@ -295,6 +328,36 @@ public struct ReplicatedLog: Sendable {
         }
         for (region, owner) in log.recovering where owner == old { log.recovering[region] = successor }
         failed.removeAll { $0 == old }
+        cutOff.remove(old)
+        boots.removeValue(forKey: old)
+        rebuildSuspects()
+        if failed.isEmpty && recoveryPending {
+            recoveryPending = false
+            generation += 1
+        }
+    }
+
+    /// Failed member `old` served a kernel that is gone (its node rebooted): its marks and resync
+    /// region go out of sync and are resynced first, as at done, for it alone.
+    mutating func retire(_ old: MemberID) {
+        var resyncFirst: [UInt64] = []
+        if let marked = log.marks.removeAll(of: old) {
+            var region = marked.firstIndex(of: true, from: 0)
+            while region < regionCount {
+                resyncFirst.append(region)
+                region = marked.firstIndex(of: true, from: region + 1)
+            }
+        }
+        for (region, owner) in log.recovering where owner == old {
+            log.recovering.removeValue(forKey: region)
+            resyncFirst.append(region)
+        }
+        for region in resyncFirst { log.markOutOfSync(region) }
+        priority = Array(Set(priority + resyncFirst)).sorted()
+        failed.removeAll { $0 == old }
+        cutOff.remove(old)
+        boots.removeValue(forKey: old)
+        log.resyncCursor = 0
         rebuildSuspects()
         if failed.isEmpty && recoveryPending {
             recoveryPending = false
@@ -377,6 +440,8 @@ public struct ReplicatedLog: Sendable {
         }
         for region in resyncFirst { log.markOutOfSync(region) }
         priority = Array(Set(priority + resyncFirst)).sorted()
+        for member in failed where !members.contains(member) { boots.removeValue(forKey: member) }
+        cutOff = []
         failed = []
         suspects = nil
         lowestSuspect = .max

@@ -32,6 +32,9 @@ public enum Directive: Sendable, Equatable {
     /// ``MirrorLogService/corosyncConnected(me:quorum:now:)`` or
     /// ``MirrorLogService/corosyncUnavailable(_:now:)``.
     case connectCorosync
+    /// Act in the DLM for the fencing barrier (``FencingBarrier``); results come back as
+    /// ``DLMEvent``s through ``MirrorLogService/dlm(_:now:)``.
+    case dlm(DLMRequest)
     /// Run the event loop's tick again at this monotonic time (nanoseconds) at the latest.
     case wake(at: UInt64)
 }

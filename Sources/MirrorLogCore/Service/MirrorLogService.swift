@@ -14,6 +14,11 @@ public struct MirrorLogService: Sendable {
     public private(set) var cluster: ClusterNode?
     /// Where the corosync connection is.
     public private(set) var corosync: CorosyncLink = .unused
+    /// How failed members are proven gone before their recovery completes (the DLM barrier unless
+    /// the operator chose to run without fencing).
+    public var fencingMode: FencingMode = .dlm
+    /// The boot id of this node's kernel (`/proc/sys/kernel/random/boot_id`, read by the shell).
+    public var bootID: UInt64 = 0
     /// At most this many cluster operations per CPG message (benchmarks; nil: unlimited).
     public var operationsPerMessage: Int?
     /// Self-clocked batching: while this many of our multicasts are on their way, requests collect
@@ -126,7 +131,7 @@ public struct MirrorLogService: Sendable {
         inFlight = 0
         var out: [Directive] = []
         if cluster == nil {
-            var node = ClusterNode(me: me, quorum: quorum)
+            var node = ClusterNode(me: me, quorum: quorum, boot: bootID, fencing: fencingMode)
             if let operationsPerMessage { node.operationsPerMessage = operationsPerMessage }
             cluster = node
             out.append(.notice(Notice(.info, uuid: nil, "connected to corosync as node \(me.nodeID) (member \(me)); quorate: \(quorum.quorate)")))
@@ -184,6 +189,11 @@ public struct MirrorLogService: Sendable {
     /// votequorum reported a change.
     public mutating func quorumChanged(_ view: QuorumView, now: UInt64) -> [Directive] {
         withCluster(now: now) { $0.quorumChanged(view) }
+    }
+
+    /// The DLM reported on a ``Directive/dlm(_:)`` (the fencing barrier).
+    public mutating func dlm(_ event: DLMEvent, now: UInt64) -> [Directive] {
+        withCluster(now: now) { $0.dlm(event) }
     }
 
     /// corosync answered a join with TRY_AGAIN (`deferred`), or accepted it.
