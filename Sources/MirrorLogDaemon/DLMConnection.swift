@@ -12,7 +12,8 @@ import Glibc
 /// ``DLMEvent``s; decides nothing.
 ///
 /// - This node's lock: EX and persistent. It is first asked for as an orphan (a previous daemon of
-///   this node left it behind when it died); if there is none, it is asked for plainly.
+///   this node left it behind when it died): that completes at once, with no AST; ENOENT means
+///   there is none, and it is asked for plainly (granted by an AST).
 /// - A watched node's lock: PR, not persistent, queued behind the holder's EX.
 final class DLMConnection {
     static let lockspaceName = "mirrorlogd"
@@ -96,17 +97,11 @@ final class DLMConnection {
         for completion in lockspace.takeCompletions() {
             switch completion {
             case let .granted(name) where name == ownName:
-                let adopted: Bool
-                if case .adopting = own { adopted = true } else { adopted = false }
                 own = .held
-                events.append(.acquired(adoptedOrphan: adopted))
+                events.append(.acquired(adoptedOrphan: false))
             case let .failed(name, status) where name == ownName:
-                if case .adopting = own, status == ENOENT || status == -ENOENT {
-                    events += lockOwn(adopt: false)
-                } else {
-                    own = .notWanted
-                    events.append(.unavailable("the DLM refused this node's lock \(ownName) (status \(status))"))
-                }
+                own = .notWanted
+                events.append(.unavailable("the DLM refused this node's lock \(ownName) (status \(status))"))
             case let .granted(name):
                 if let node = Self.node(ofLock: name) { events.append(.granted(node: node)) }
             case let .failed(name, status):
@@ -131,11 +126,7 @@ final class DLMConnection {
                 if lockspace.takeCompletions().contains(.released(name: Self.lockName(ofNode: nodeID))) { break }
             }
         }
-        do {
-            try lockspace.release()
-        } catch {
-            logger.debug("leaving DLM lockspace \(Self.lockspaceName): \(error)")
-        }
+        lockspace.release()
         self.lockspace = nil
     }
 
@@ -143,12 +134,19 @@ final class DLMConnection {
         guard let lockspace else { return [] }
         own = adopt ? .adopting : .locking
         do {
-            try lockspace.lock(Self.lockName(ofNode: nodeID), mode: .exclusive, persistent: true, adoptOrphan: adopt)
-            return []
+            switch try lockspace.lock(Self.lockName(ofNode: nodeID), mode: .exclusive, persistent: true, adoptOrphan: adopt) {
+            case .adopted:
+                // An adoption completes at once, and the DLM sends no completion for it.
+                own = .held
+                return [.acquired(adoptedOrphan: true)]
+            case .requested:
+                return []
+            }
         } catch {
+            // No orphan: the previous daemon of this node (if any) let go cleanly.
             if adopt, error == .noSuchFileOrDirectory { return lockOwn(adopt: false) }
             own = .notWanted
-            return [.unavailable("cannot request this node's DLM lock: \(error)")]
+            return [.unavailable("cannot request this node's DLM lock \(Self.lockName(ofNode: nodeID)): \(error)")]
         }
     }
 

@@ -209,6 +209,33 @@ struct ClusterTests {
         #expect(k.sim.notices[nodeA]?.contains { $0.message.contains("need the DLM") } == true)
     }
 
+    @Test("clustered-disk: the recovery generation is recorded on the device, and a whole-cluster restart resumes from it")
+    func generationSurvivesWholeClusterRestart() {
+        var k = SimKernel()
+        k.bringUp([nodeA, nodeB], table: "clustered-disk /dev/shared 1024", length: 8 * 1024)
+        #expect(k.ask(.markRegion, regions([2]), on: nodeB) == .ok)
+        #expect(k.ask(.flush, on: nodeB) == .ok)
+        k.sim.crash(nodeB, reason: .nodeDown)
+        k.sim.purgeLocks(ofNode: 2)
+        k.sim.settle()
+        #expect(k.sim.nodes[nodeA]?.logs.values.first?.replica?.generation == 1)
+        let format = DiskLogFormat(regionCount: 8, blockSize: 512)
+        guard let image = k.sim.devices["/dev/shared"], case let .success(decoded) = format.decode(image) else {
+            Issue.record("no valid log on the device")
+            return
+        }
+        #expect(decoded.generation == 1, "done wrote the new generation at once")
+        #expect(decoded.clean[2] == false)
+        // Every daemon goes; a new one founds the state from the device.
+        k.sim.crash(nodeA, reason: .nodeDown)
+        k.sim.settle()
+        let fresh = MemberID(nodeID: 3, pid: 300)
+        k.sim.start(fresh, boot: 5)
+        #expect(k.ask(.constructor, ctr("\(8 * 1024) clustered-disk /dev/shared 1024"), on: fresh)?.error == 0)
+        #expect(k.ask(.resume, on: fresh) == .ok)
+        #expect(k.sim.nodes[fresh]?.logs.values.first?.replica?.generation == 1, "not back to generation 0")
+    }
+
     @Test("a daemon restarted on the same node takes over its predecessor's marks")
     func restartedDaemonAdoptsMarks() {
         var k = SimKernel()
@@ -371,7 +398,7 @@ struct ClusterTests {
         bitmap.setRange(10 ..< 500)
         let ops: [ClusterOperation] = [.mark([1, 2, 1 << 40]), .clear([]), .flush(marks: [3]), .isClean(4), .getResyncWork,
                                        .setRegionSync(5, inSync: true), .isRemoteRecovering(6), .resume, .postsuspend,
-                                       .flushed(number: 9, failed: true), .recoveryDone(generation: 2), .diskLoaded(clean: bitmap), .diskLoaded(clean: nil)]
+                                       .flushed(number: 9, failed: true), .recoveryDone(generation: 2), .diskLoaded(clean: bitmap, generation: 3), .diskLoaded(clean: nil, generation: 0)]
         let message = ClusterMessage.operations([LogBatch(log: Array("LVM-a".utf8), entries: ops.enumerated().map { TokenedOperation(token: UInt64($0.offset), operation: $0.element) }),
                                                  LogBatch(log: Array("LVM-b".utf8), entries: [TokenedOperation(token: 0, operation: .attach(boot: 7)), TokenedOperation(token: 0, operation: .detach)])])
         let bytes = message.encoded()

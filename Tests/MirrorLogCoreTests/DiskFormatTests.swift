@@ -28,6 +28,26 @@ import Testing
         #expect(Array("MiRr".utf8) == Array(bytes[0 ..< 4].reversed()))
     }
 
+    @Test("a clustered log's recovery generation sits after the kernel's 16-byte header, and only when above 0")
+    func generationRecord() {
+        let format = DiskLogFormat(regionCount: 100, blockSize: 512)
+        let clean = Bitmap(count: 100, value: true)
+        let plain = format.encodeBlocks(0 ..< format.blockCount, clean: clean)
+        #expect(plain[16 ..< 32].allSatisfy { $0 == 0 }, "a local log's image stays exactly the kernel's")
+        let recorded = format.encodeBlocks(0 ..< format.blockCount, clean: clean, generation: 0x0102_0304_0506_0708)
+        #expect(Array(recorded[0 ..< 16]) == Array(plain[0 ..< 16]), "the kernel's header is untouched")
+        #expect(Array(recorded[16 ..< 20]) == [0x6E, 0x67, 0x4C, 0x4D])
+        #expect(Array(recorded[24 ..< 32]) == [8, 7, 6, 5, 4, 3, 2, 1])
+        #expect(Array(recorded[1024...]) == Array(plain[1024...]))
+        guard case let .success(decoded) = format.decode(recorded), case let .success(kernelImage) = format.decode(plain) else {
+            Issue.record("images did not decode")
+            return
+        }
+        #expect(decoded.generation == 0x0102_0304_0506_0708)
+        #expect(decoded.clean == clean)
+        #expect(kernelImage.generation == 0)
+    }
+
     @Test func bitmapPositions() {
         let count: UInt64 = 300
         let set: [UInt64] = [0, 1, 7, 8, 63, 64, 65, 200, 299]

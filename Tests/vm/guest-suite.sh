@@ -22,6 +22,8 @@ set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=Tests/vm/lib.sh
 source "$HERE/lib.sh"
+# shellcheck source=Tests/vm/dlm-lib.sh
+source "$HERE/dlm-lib.sh"
 
 RES="" BIN="" MODE=userspace
 SELECT=()
@@ -1224,6 +1226,14 @@ sc_n() {
     fi
     [[ -z $loaded_late && -z $late ]] ||
         fail "requests sent after a restart timed out: ${late}${loaded_late}"
+    # kill -9 leaves this node's persistent DLM lock as an orphan; each restart adopts it (the lock
+    # never became free, so no peer could have started recovering this node's regions).
+    if is_clustered_kind "$kind"; then
+        local adopted
+        adopted=$(grep -c "took over this node's DLM lock" "$DLOG" || true)
+        note "DLM: restarts that adopted the orphaned node lock so far: $adopted"
+        (( adopted > 0 )) || fail "no restart after a kill -9 adopted the orphaned DLM lock (see mirrorlogd.log)"
+    fi
 }
 
 # ---------------------------------------------------------------- runner ----
@@ -1309,6 +1319,7 @@ run_scenario() {
 final_cleanup() {
     cleanup_scenario 2>/dev/null
     stop_daemon
+    stop_dlm
     stop_corosync
     rm -rf "$WORK" /dev/shm/mlt-bin
     dmesg > "$RES/dmesg.txt" 2>/dev/null
@@ -1363,6 +1374,11 @@ main() {
 
     if [[ $MODE == userspace && " ${PLAN[*]}" == *clustered* ]]; then
         start_corosync || say "corosync is not running: the clustered scenarios will fail"
+        # Clustered logs need the DLM (the fencing barrier); one node, fencing off.
+        if (( COROSYNC_OK )) && ! start_dlm "$RES" off; then
+            say "the DLM is not running: the clustered scenarios will fail"
+            COROSYNC_OK=0
+        fi
     fi
     if [[ $MODE == userspace ]]; then
         say "daemon: $BIN ($("$BIN" --version 2>&1 | head -n 1))"
@@ -1382,8 +1398,8 @@ main() {
             *) kind="" ;;
         esac
         if [[ $MODE == userspace && $s == *clustered* ]] && (( COROSYNC_OK == 0 )); then
-            echo "FAIL $s: corosync did not become quorate (see corosync.log, corosync.out)" >> "$RESULTS"
-            say "FAIL $s: corosync not quorate"
+            echo "FAIL $s: corosync or the DLM did not start (see corosync.log, corosync.out, dlm_controld.log)" >> "$RESULTS"
+            say "FAIL $s: corosync not quorate or no DLM"
             continue
         fi
         case $s in
@@ -1394,8 +1410,32 @@ main() {
             *) run_scenario "$s" "sc_$letter" "$kind" ;;
         esac
     done
+    if [[ $MODE == userspace ]] && (( DLM_OK )); then
+        echo "PLAN dlm-clean-stop" >> "$RESULTS"
+        check_dlm_clean_stop
+    fi
     echo DONE >> "$RESULTS"
     say "all scenarios done"
+}
+
+# After the clustered scenarios: the daemon holds this node's DLM lock, and a clean stop (SIGTERM,
+# no mirror left) gives it back: nothing stays in the lockspace.
+check_dlm_clean_stop() {
+    local held left
+    dlm_locks > "$RES/dlm-locks-before-stop.txt"
+    held=$(grep -c 'node-1' "$RES/dlm-locks-before-stop.txt" || true)
+    stop_daemon
+    sleep 1
+    dlm_locks > "$RES/dlm-locks-after-stop.txt"
+    left=$(grep -c 'node-' "$RES/dlm-locks-after-stop.txt" || true)
+    say "DLM: lock node-1 listed $held time(s) while the daemon ran; $left lock line(s) after its clean stop"
+    if (( held == 0 )); then
+        echo "FAIL dlm-clean-stop: the running daemon held no lock node-1 (see dlm-locks-before-stop.txt)" >> "$RESULTS"
+    elif (( left > 0 )); then
+        echo "FAIL dlm-clean-stop: the daemon's clean stop left $left lock line(s) (see dlm-locks-after-stop.txt)" >> "$RESULTS"
+    else
+        echo "PASS dlm-clean-stop" >> "$RESULTS"
+    fi
 }
 
 main "$@"; exit $?

@@ -35,6 +35,8 @@ public final class DLMLockspace {
     private let fd: Int32
     private var requests: [String: LockRequest] = [:]
     fileprivate var completions: [Completion] = []
+    /// The handle was freed by ``release()``.
+    private var released = false
 
     /// Opens lockspace `name`, which ``DLMLockspaceJoin`` created or joined.
     init(name: String, handle: UnsafeMutableRawPointer) throws(Errno) {
@@ -47,12 +49,22 @@ public final class DLMLockspace {
 
     deinit {
         for request in requests.values { request.abandon() }
-        dlm_close_lockspace(handle)
+        if !released { dlm_close_lockspace(handle) }
+    }
+
+    /// How a lock request started.
+    public enum Start: Sendable, Equatable {
+        /// Queued or granted later: a ``Completion`` follows.
+        case requested
+        /// An orphan was adopted: held now, and the DLM sends no completion for it.
+        case adopted
     }
 
     /// Asks for lock `name` in `mode`. `persistent`: the lock outlives this process as an orphan.
-    /// `adoptOrphan`: take over an orphan of that name and mode (fails with ENOENT if there is none).
-    public func lock(_ name: String, mode: Mode, persistent: Bool, adoptOrphan: Bool = false) throws(Errno) {
+    /// `adoptOrphan`: take over an orphan of that name and mode; throws ENOENT if there is none, and
+    /// EAGAIN if the orphan has another mode.
+    @discardableResult
+    public func lock(_ name: String, mode: Mode, persistent: Bool, adoptOrphan: Bool = false) throws(Errno) -> Start {
         guard requests[name] == nil else { throw .fileExists }
         var flags = UInt32(0)
         if persistent { flags |= UInt32(LKF_PERSISTENT) }
@@ -63,8 +75,13 @@ public final class DLMLockspace {
             dlm_ls_lock(handle, mode.rawValue, request.statusBlock, flags, raw.baseAddress, UInt32(raw.count), 0,
                         lockCompleted, Unmanaged.passUnretained(request).toOpaque(), nil, nil)
         }
-        guard result == 0 else { throw Errno(rawValue: errno) }
+        guard result == 0 else {
+            let error = Errno(rawValue: errno)
+            request.abandon()
+            throw error
+        }
         requests[name] = request
+        return adoptOrphan ? .adopted : .requested
     }
 
     /// Releases (or cancels) lock `name`; ``Completion/released(name:)`` follows.
@@ -90,9 +107,13 @@ public final class DLMLockspace {
         return completions
     }
 
-    /// Leaves the lockspace (at a clean exit, after every lock was released).
-    public func release() throws(Errno) {
-        guard dlm_release_lockspace(name, handle, 0) == 0 else { throw Errno(rawValue: errno) }
+    /// Leaves the lockspace and frees the handle (at a clean exit, after every lock was released:
+    /// libdlm closes the handle first, which would leave a persistent lock as an orphan). The kernel
+    /// removes the lockspace once every process that created it released it.
+    public func release() {
+        guard !released else { return }
+        released = true
+        _ = dlm_release_lockspace(name, handle, 0)
     }
 
     fileprivate func complete(_ request: LockRequest) {

@@ -73,6 +73,7 @@ extension ClusterLog {
     mutating func completeRead(ticket: UInt64, _ result: Result<[UInt8], DeviceIOError>) -> [Directive] {
         guard diskTickets.removeValue(forKey: ticket) == .load, let replica else { return [] }
         var clean: Bitmap?
+        var generation: UInt64 = 0
         var out: [Directive] = []
         switch result {
         case let .success(image):
@@ -80,6 +81,7 @@ extension ClusterLog {
             switch format.decode(image) {
             case let .success(decoded):
                 clean = decoded.clean
+                generation = decoded.generation
                 if decoded.recordedRegions != replica.regionCount {
                     out.append(notice(.info, "log device recorded \(decoded.recordedRegions) regions, now \(replica.regionCount); regions beyond the old end will be resynced"))
                 }
@@ -89,7 +91,7 @@ extension ClusterLog {
         case let .failure(error):
             out.append(notice(.error, "cannot read the log device (\(error)); resync issued for all \(replica.regionCount) regions"))
         }
-        outbound.append(TokenedOperation(token: 0, operation: .diskLoaded(clean: clean)))
+        outbound.append(TokenedOperation(token: 0, operation: .diskLoaded(clean: clean, generation: generation)))
         return out
     }
 }

@@ -33,8 +33,9 @@ public enum ClusterOperation: Sendable, Equatable {
     /// The sender stopped serving the log (its last destructor): a clean leave.
     case detach
     /// The disk writer read the log device at first resume: the regions clean on disk (nil: the
-    /// device was unreadable or held no valid log, so everything is resynced).
-    case diskLoaded(clean: Bitmap?)
+    /// device was unreadable or held no valid log, so everything is resynced), and the recovery
+    /// generation it recorded (0: none).
+    case diskLoaded(clean: Bitmap?, generation: UInt64)
 
     enum Code: UInt8 {
         case mark = 1, clear, flush, isClean, getResyncWork, setRegionSync, isRemoteRecovering, resume,
@@ -74,8 +75,9 @@ public enum ClusterOperation: Sendable, Equatable {
         case let .inSync(region): w.u8(Code.inSync.rawValue); w.varint(region)
         case let .attach(boot): w.u8(Code.attach.rawValue); w.u64(boot)
         case .detach: w.u8(Code.detach.rawValue)
-        case let .diskLoaded(clean):
+        case let .diskLoaded(clean, generation):
             w.u8(Code.diskLoaded.rawValue)
+            w.varint(generation)
             if let clean {
                 w.u8(1)
                 BitmapRunLength.encode(clean, into: &w)
@@ -100,7 +102,9 @@ public enum ClusterOperation: Sendable, Equatable {
         case .postsuspend: return .postsuspend
         case .flushed: return .flushed(number: try r.varint(), failed: try flag(&r))
         case .recoveryDone: return .recoveryDone(generation: try r.varint())
-        case .diskLoaded: return .diskLoaded(clean: try flag(&r) ? try BitmapRunLength.decode(from: &r) : nil)
+        case .diskLoaded:
+            let generation = try r.varint()
+            return .diskLoaded(clean: try flag(&r) ? try BitmapRunLength.decode(from: &r) : nil, generation: generation)
         case .inSync: return .inSync(try r.varint())
         case .attach: return .attach(boot: try r.u64())
         case .detach: return .detach

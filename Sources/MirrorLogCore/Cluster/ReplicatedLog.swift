@@ -30,8 +30,15 @@ public struct ReplicatedLog: Sendable {
     public internal(set) var cutOff: Set<MemberID> = []
     /// A recovery cycle is between prep and done.
     public internal(set) var recoveryPending = false
-    /// Rises by one at every completed recovery.
-    public internal(set) var generation: UInt64 = 0
+    /// Rises by one at every completed recovery. A `clustered-disk` log records it on its device
+    /// (after the kernel's header), so a whole-cluster restart never goes back to an older one.
+    public internal(set) var generation: UInt64 = 0 {
+        didSet {
+            guard generation != oldValue, log.disk != nil else { return }
+            log.disk?.recoveryGeneration = generation
+            log.disk?.dirtyBlocks[0] = true
+        }
+    }
     /// Regions possibly being written by failed members (until done), and the lowest of them.
     public internal(set) var suspects: Bitmap?
     var lowestSuspect: UInt64 = .max
@@ -170,12 +177,16 @@ public struct ReplicatedLog: Sendable {
             }
             return .none
         case let .recoveryDone(generation):
+            let before = self.generation
             recoverDone(generation: generation)
-            return .none
-        case let .diskLoaded(clean):
+            // The new generation (and the regions now out of sync) go to the device at once.
+            return self.generation != before && log.disk != nil ? flush(localIsWriter: localIsWriter) : .none
+        case let .diskLoaded(clean, recorded):
             // What was read goes back at once: the header and the bitmap as the log is now (regions
-            // found dirty are out of sync), before any RESUME waiting for the load is answered.
+            // found dirty are out of sync), before any RESUME waiting for the load is answered. The
+            // generation never goes back to an older one than the device recorded.
             guard applyDiskLoad(clean) else { return .none }
+            if recorded > generation { generation = recorded }
             return flush(localIsWriter: localIsWriter)
         case .attach, .detach:
             // Membership: ClusterNode turns these into configuration changes of the log.

@@ -11,6 +11,12 @@ public struct DiskLogFormat: Sendable, Equatable {
     public static let bitmapOffset = 1024
     /// Size of the encoded header.
     public static let headerSize = 16
+    /// mirrorlogd's record after the kernel's header, in bytes the kernel neither reads nor checks:
+    /// magic `"MLgn"`, 4 reserved bytes, the clustered log's recovery generation (u64). Written only
+    /// for a generation above 0, so a local log's image stays exactly the kernel's.
+    public static let generationMagic: UInt32 = 0x4D4C_676E
+    public static let generationOffset = 16
+    public static let generationRecordSize = 16
 
     public let regionCount: UInt64
     /// Logical block size of the log device; every write covers whole blocks.
@@ -35,8 +41,9 @@ public struct DiskLogFormat: Sendable, Equatable {
     @inline(__always)
     public func block(ofWord word: Int) -> Int { (Self.bitmapOffset + word * 8) / blockSize }
 
-    /// Encodes blocks `blocks` of the image for `clean`, with a header naming `regionCount` regions.
-    public func encodeBlocks(_ blocks: Range<Int>, clean: Bitmap) -> [UInt8] {
+    /// Encodes blocks `blocks` of the image for `clean`, with a header naming `regionCount` regions
+    /// (and, for `generation` above 0, the generation record after it).
+    public func encodeBlocks(_ blocks: Range<Int>, clean: Bitmap, generation: UInt64 = 0) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: blocks.count * blockSize)
         let start = blocks.lowerBound * blockSize
         let end = blocks.upperBound * blockSize
@@ -46,7 +53,12 @@ public struct DiskLogFormat: Sendable, Equatable {
             appendLittleEndian(Self.magic, to: &header)
             appendLittleEndian(Self.version, to: &header)
             appendLittleEndian(regionCount, to: &header)
-            for i in 0 ..< Self.headerSize where i >= start { bytes[i - start] = header[i] }
+            if generation > 0 {
+                appendLittleEndian(Self.generationMagic, to: &header)
+                appendLittleEndian(UInt32(0), to: &header)
+                appendLittleEndian(generation, to: &header)
+            }
+            for i in 0 ..< header.count where i >= start && i - start < bytes.count { bytes[i - start] = header[i] }
         }
         let bitmapEnd = Self.bitmapOffset + bitmapBytes
         let from = max(start, Self.bitmapOffset)
@@ -98,7 +110,12 @@ public struct DiskLogFormat: Sendable, Equatable {
             clean.setWord(word, value)
             bit += 64
         }
-        return .success(DecodedDiskLog(recordedRegions: recorded, clean: clean))
+        var generation: UInt64 = 0
+        if image.count >= Self.generationOffset + Self.generationRecordSize,
+           loadLittleEndian(image, at: Self.generationOffset) as UInt32 == Self.generationMagic {
+            generation = loadLittleEndian(image, at: Self.generationOffset + 8)
+        }
+        return .success(DecodedDiskLog(recordedRegions: recorded, clean: clean, generation: generation))
     }
 }
 
@@ -107,6 +124,8 @@ public struct DiskLogFormat: Sendable, Equatable {
 public struct DecodedDiskLog: Sendable, Equatable {
     public var recordedRegions: UInt64
     public var clean: Bitmap
+    /// The recovery generation a clustered log recorded (0: none).
+    public var generation: UInt64 = 0
 }
 
 /// Why an on-disk log image was not usable. Any of these means every region is resynced.

@@ -55,6 +55,8 @@ public struct DiskState: Sendable, Equatable {
     public var dirtyBlocks: Bitmap
     /// A write failed: STATUS_INFO shows `D` until the next resume.
     public var failed: Bool = false
+    /// A clustered log's recovery generation, recorded after the header (0: no record).
+    public var recoveryGeneration: UInt64 = 0
 
     public init(attachment: DeviceAttachment, regionCount: UInt64) {
         self.attachment = attachment

@@ -259,7 +259,7 @@ public struct MirrorLog: Sendable {
         while block < state.dirtyBlocks.count {
             let end = state.dirtyBlocks.firstIndex(of: false, from: block)
             let range = Int(block) ..< Int(end)
-            writes.append(DiskWrite(offset: UInt64(range.lowerBound * state.format.blockSize), bytes: state.format.encodeBlocks(range, clean: clean)))
+            writes.append(DiskWrite(offset: UInt64(range.lowerBound * state.format.blockSize), bytes: state.format.encodeBlocks(range, clean: clean, generation: state.recoveryGeneration)))
             block = state.dirtyBlocks.firstIndex(of: true, from: end)
         }
         return writes
