@@ -1422,17 +1422,19 @@ main() {
 # no mirror left) gives it back: nothing stays in the lockspace.
 check_dlm_clean_stop() {
     local held left
+    # dlm_tool lockdebug: a 'Resource ... "name"' line, then one line per lock ("00000001 EX ...");
+    # a resource without locks may linger for a while with no lock lines.
     dlm_locks > "$RES/dlm-locks-before-stop.txt"
-    held=$(grep -c 'node-1' "$RES/dlm-locks-before-stop.txt" || true)
+    held=$(grep -A 6 '"node-1"' "$RES/dlm-locks-before-stop.txt" | grep -cE '^[0-9a-f]{8} +EX' || true)
     stop_daemon
     sleep 1
     dlm_locks > "$RES/dlm-locks-after-stop.txt"
-    left=$(grep -c 'node-' "$RES/dlm-locks-after-stop.txt" || true)
-    say "DLM: lock node-1 listed $held time(s) while the daemon ran; $left lock line(s) after its clean stop"
+    left=$(grep -cE '^[0-9a-f]{8} +(NL|CR|CW|PR|PW|EX)' "$RES/dlm-locks-after-stop.txt" || true)
+    say "DLM: node-1 held in EX $held time(s) while the daemon ran; $left lock(s) after its clean stop"
     if (( held == 0 )); then
         echo "FAIL dlm-clean-stop: the running daemon held no lock node-1 (see dlm-locks-before-stop.txt)" >> "$RESULTS"
     elif (( left > 0 )); then
-        echo "FAIL dlm-clean-stop: the daemon's clean stop left $left lock line(s) (see dlm-locks-after-stop.txt)" >> "$RESULTS"
+        echo "FAIL dlm-clean-stop: the daemon's clean stop left $left lock(s) (see dlm-locks-after-stop.txt)" >> "$RESULTS"
     else
         echo "PASS dlm-clean-stop" >> "$RESULTS"
     fi

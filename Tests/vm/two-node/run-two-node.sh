@@ -180,6 +180,7 @@ CRASH_AFTER=$CRASH_AFTER DELAY_MS=${TWO_NODE_DELAY_MS:-1000}
 NET=192.168.77 MAC1=52:54:00:77:00:01 MAC2=52:54:00:77:00:02
 TOKEN_MS=${TWO_NODE_TOKEN_MS:-5000}
 GUEST_LIMIT=$GUEST_LIMIT
+FENCING=$( ((WHOLE)) && echo off || echo on)
 EOF
     (( WHOLE )) && echo "SCENARIO=whole-cluster NODE1_MORE=$NODE1_MORE NODE1_CRASH=$NODE1_CRASH" >> "$SH/config.sh"
     return 0
@@ -251,6 +252,17 @@ while [[ -z $REASON ]] && alive 1; do
             log "node 2's VM exited (vng exit $rc) without announcing a crash"
         fi
     fi
+    # Fencing: node 1's dlm_controld asks (through its fence agent) for node 2 to be killed; the
+    # harness kills node 2's QEMU if it still runs, and answers once it is gone.
+    if [[ -e $SH/fence-request-2 && ! -e $SH/fenced-2 ]]; then
+        if alive 2; then
+            kill_vm 2
+            VM2_END=${VM2_END:-$SECONDS}
+        fi
+        : > "$SH/fenced-2"
+        FENCED_AT=$SECONDS
+        hnote "fenced node 2 at node 1's request$([[ -n $CRASH_AT ]] && echo ", $((SECONDS - CRASH_AT))s after the crash")"
+    fi
     if [[ -n $CRASH_AT && -z $VM2_END ]] && (( SECONDS - CRASH_AT > 60 )); then
         kill_vm 2
         VM2_END=$SECONDS
@@ -280,6 +292,12 @@ if [[ -z $REASON ]]; then
         REASON="$(sed -n '1s/^FAIL //p' "$SH/result-1")"
     elif [[ -z $CRASH_AT ]]; then
         REASON="node 1 passed but node 2 never announced its crash"
+    elif [[ -z ${FENCED_AT:-} ]]; then
+        REASON="node 1 passed but its dlm_controld never asked to fence node 2 (see fence-log, dlm-node1/dlm_controld.log)"
+    elif ! grep -q 'recovery generation 1 done' "$SH/mirrorlogd-node1.log" 2>/dev/null; then
+        REASON="node 1 passed but its daemon logged no completed recovery (recover_done after the DLM's grant)"
+    else
+        hnote "node 1's daemon: $(grep -ac 'holding this node.s DLM lock' "$SH/mirrorlogd-node1.log") DLM lock taken; recovery done after the fencing: $(grep -a 'recovery generation 1 done' "$SH/mirrorlogd-node1.log" | head -n 1 | cut -c1-160)"
     fi
 fi
 
