@@ -33,6 +33,9 @@ bash Tests/cluster/netns-cluster.sh selftest
 echo "== clustered logs on a real 3-node corosync cluster: fault suite"
 bash Tests/cluster/run-multinode.sh "$repo/.build/release/mirrorlogd"
 
+echo "== clustered logs without a DLM: refused with the reason by default, served with --no-fencing"
+python3 Tests/cluster/fencing_mode_test.py "$repo/.build/release/mirrorlogd"
+
 echo "== clustered logs: benchmark (ordered requests beside the raw CPG round trip)"
 bash Tests/cluster/bench-cluster.sh "$repo/.build/release/mirrorlogd" "$repo/.build/release/mirrorlog-cpgbench" 2
 
