@@ -28,6 +28,8 @@ public struct SimulatedDLM: Sendable {
     public private(set) var acquiring: [UInt32: MemberID] = [:]
     /// Whether there is a DLM at all (no dlm_controld: every lock request is refused).
     public var available = true
+    /// Whether it answers at all (false: a lockspace join that hangs, as while dlm_controld waits).
+    public var answers = true
     /// Events not delivered yet, in order.
     public internal(set) var events: [(member: MemberID, event: DLMEvent)] = []
 
@@ -35,6 +37,7 @@ public struct SimulatedDLM: Sendable {
 
     /// `member` asks for its node's lock.
     mutating func acquire(_ member: MemberID) {
+        guard answers else { return }
         guard available else {
             events.append((member, .unavailable("no dlm_controld (simulated)")))
             return

@@ -236,6 +236,20 @@ struct ClusterTests {
         #expect(k.sim.nodes[fresh]?.logs.values.first?.replica?.generation == 1, "not back to generation 0")
     }
 
+    @Test("a DLM that never answers: clustered constructors are refused after the bound, with the reason")
+    func dlmThatHangs() {
+        var k = SimKernel()
+        k.sim.dlm.answers = false
+        k.sim.start(nodeA)
+        let s = k.send(.constructor, ctr("\(8 * 1024) clustered-core 1024 nosync"), on: nodeA)
+        k.sim.settle()
+        #expect(k.sim.reply(of: nodeA, seq: s) == nil, "held while the lock is asked for")
+        k.sim.now += 31_000_000_000
+        k.sim.flushOutbound(of: nodeA)
+        #expect(k.sim.reply(of: nodeA, seq: s)?.error == -22)
+        #expect(k.sim.notices[nodeA]?.contains { $0.message.contains("did not grant this node's lock within 30 s") } == true)
+    }
+
     @Test("a daemon restarted on the same node takes over its predecessor's marks")
     func restartedDaemonAdoptsMarks() {
         var k = SimKernel()

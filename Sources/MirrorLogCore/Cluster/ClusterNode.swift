@@ -142,6 +142,13 @@ public struct ClusterNode: Sendable {
         switch message {
         case let .operations(batches):
             for batch in batches { out += deliverBatch(batch, from: sender) }
+            // Only a log's membership (attach, detach) changes what the barrier watches or proves:
+            // the common message of kernel requests skips the bookkeeping below.
+            let membership = batches.contains { $0.entries.contains { entry in
+                if case .attach = entry.operation { return true }
+                return entry.operation == .detach
+            } }
+            if !membership { return out }
         case let .snapshotChunk(chunk):
             if logs[chunk.log] != nil {
                 out += logs[chunk.log]?.receive(.chunk(chunk), from: sender, quorum: quorum) ?? []

@@ -31,6 +31,11 @@ public struct MirrorLogService: Sendable {
     public var reconnectNanoseconds: UInt64 = 1_000_000_000
     /// How soon to try again what corosync answered with TRY_AGAIN (a join, a flow-controlled multicast).
     public var retryNanoseconds: UInt64 = 5_000_000
+    /// How long clustered constructors wait for this node's DLM lock before they are refused (a
+    /// lockspace join waits for dlm_controld, which may hang while the cluster recovers).
+    public var dlmAcquireNanoseconds: UInt64 = 30_000_000_000
+    /// When the pending request for this node's DLM lock is given up.
+    private var dlmAcquireDeadline: UInt64?
 
     /// Our multicasts not delivered back yet, and when the oldest of them went out.
     private var inFlight = 0
@@ -193,7 +198,11 @@ public struct MirrorLogService: Sendable {
 
     /// The DLM reported on a ``Directive/dlm(_:)`` (the fencing barrier).
     public mutating func dlm(_ event: DLMEvent, now: UInt64) -> [Directive] {
-        withCluster(now: now) { $0.dlm(event) }
+        switch event {
+        case .acquired, .unavailable: dlmAcquireDeadline = nil
+        case .granted: break
+        }
+        return withCluster(now: now) { $0.dlm(event) }
     }
 
     /// corosync answered a join with TRY_AGAIN (`deferred`), or accepted it.
@@ -215,6 +224,13 @@ public struct MirrorLogService: Sendable {
         if case let .down(last) = corosync, let cluster, !cluster.logs.isEmpty, now &- last >= reconnectNanoseconds {
             corosync = .connecting
             out.append(.connectCorosync)
+        }
+        if let deadline = dlmAcquireDeadline, now >= deadline {
+            dlmAcquireDeadline = nil
+            if cluster?.fencing.own == .acquiring {
+                let reason = "the DLM did not grant this node's lock within \(dlmAcquireNanoseconds / 1_000_000_000) s; is dlm_controld running and quorate?"
+                out += withCluster(now: now) { $0.dlm(.unavailable(reason)) }
+            }
         }
         if corosync == .connected {
             if joinDeferred { out.append(.joinOrderingGroup) }
@@ -240,6 +256,7 @@ public struct MirrorLogService: Sendable {
             if inFlight >= batchingWindow, cluster?.hasOutbound ?? false { wake = min(wake, inFlightSince + windowReopenNanoseconds + 1) }
         }
         if case let .down(last) = corosync, !(cluster?.logs.isEmpty ?? true) { wake = min(wake, last + reconnectNanoseconds) }
+        if let deadline = dlmAcquireDeadline { wake = min(wake, deadline) }
         return max(wake, now)
     }
 
@@ -257,6 +274,8 @@ public struct MirrorLogService: Sendable {
                 inFlight += 1
             case .leaveOrderingGroup:
                 inFlight = 0
+            case .dlm(.acquireNodeLock):
+                dlmAcquireDeadline = now + dlmAcquireNanoseconds
             default:
                 break
             }
