@@ -481,7 +481,7 @@ node1() {
         note "no 'member ... failed' line in node 1's daemon log"
     fi
     [[ -n $rec ]] && note "daemon: $rec"
-    note "node 1's kernel sent $(awk '/member .* failed/ { f = 1 } f && /SET_REGION_SYNC .*-> cluster/ { n++ } END { print n + 0 }' "$DLOG") SET_REGION_SYNC request(s) after the failure"
+    note "node 1's kernel sent $(awk '/member .* failed/ { f = 1 } f && /SET_REGION_SYNC seq=/ { n++ } END { print n + 0 }' "$DLOG") SET_REGION_SYNC request(s) after the failure"
     kill -USR1 "$DAEMON_PID" 2>/dev/null
     sleep 0.5
     finish
