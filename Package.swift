@@ -5,6 +5,7 @@ let package = Package(
     name: "mirrorlogd",
     products: [
         .executable(name: "mirrorlogd", targets: ["mirrorlogd"]),
+        .executable(name: "mirrorlogctl", targets: ["mirrorlogctl"]),
         .library(name: "MirrorLogCore", targets: ["MirrorLogCore"]),
     ],
     dependencies: [
@@ -47,6 +48,14 @@ let package = Package(
                 "MirrorLogDaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The operator's client of the control socket.
+        .executableTarget(
+            name: "mirrorlogctl",
+            dependencies: [
+                "MirrorLogCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // Raw CPG round trip and membership tool for the cluster benchmark.

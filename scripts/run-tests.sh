@@ -9,9 +9,10 @@ cd "$repo"
 echo "== installing dependencies"
 bash scripts/install-deps.sh
 
-echo "== building mirrorlogd and the cluster benchmark tool (release, Swift runtime linked statically as installed on a node)"
+echo "== building mirrorlogd, mirrorlogctl and the cluster benchmark tool (release, Swift runtime linked statically as installed on a node)"
 swift build -c release --static-swift-stdlib --product mirrorlogd
 swift build -c release --static-swift-stdlib --product mirrorlog-cpgbench
+swift build -c release --static-swift-stdlib --product mirrorlogctl
 
 echo "== unit tests"
 swift test 2>&1 | tee /tmp/mirrorlogd-unit-tests.log | grep -vE '^(\[[0-9]+/[0-9]+\]|Compiling|Building|Emitting|Write )' || true

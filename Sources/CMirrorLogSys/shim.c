@@ -128,3 +128,16 @@ int mlsys_lock_exclusive_nonblocking(int fd) {
 
 void mlsys_openlog(const char *ident) { openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON); }
 void mlsys_syslog(int priority, const char *message) { syslog(priority, "%s", message); }
+
+int mlsys_accept_nonblocking(int listener) {
+    int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    return fd < 0 ? -errno : fd;
+}
+
+int mlsys_peer_uid(int fd, uint32_t *uid) {
+    struct ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -errno;
+    *uid = credentials.uid;
+    return 0;
+}

@@ -1,3 +1,4 @@
+import FoundationEssentials
 import Logging
 import MirrorLogAdapters
 import MirrorLogCore
@@ -22,6 +23,8 @@ public final class Daemon {
     private var corosync: CorosyncConnection?
     /// The DLM for the fencing barrier (from the first clustered constructor on).
     private var dlm: DLMConnection?
+    /// The operator's control socket (`mirrorlogctl`); nil if it could not be created.
+    private var control: ControlSocket?
     private let statistics = RequestStatistics()
     private var receiveBuffer = [UInt8](repeating: 0, count: 1 << 16)
     private var replyBuffer: [UInt8] = []
@@ -70,6 +73,13 @@ public final class Daemon {
         service.operationsPerMessage = configuration.clusterOperationsPerMessage
         service.fencingMode = configuration.fencing
         service.bootID = BootID.current()
+        let controlPath = configuration.controlSocketPath ?? configuration.runtimeDirectory + "/ctl.sock"
+        do throws(Errno) {
+            if mkdir(configuration.runtimeDirectory, 0o700) != 0, errno != EEXIST { throw Errno(rawValue: errno) }
+            control = try ControlSocket(path: controlPath)
+        } catch {
+            logger.warning("no control socket at \(controlPath): \(error); mirrorlogctl cannot reach this daemon (SIGUSR1 still dumps the state)")
+        }
     }
 
     /// Serves until told to stop. Returns the process exit status.
@@ -82,13 +92,17 @@ public final class Daemon {
         while running {
             // The transport's fd can change (the test transport polls its listener until a client connects).
             let clusterSources = corosync?.pollSources ?? []
-            var poller = Poller([transport.fileDescriptor, signals.fileDescriptor, deviceMapper?.fileDescriptor, dlm?.fileDescriptor] + clusterSources.map(\.fd))
+            let controlFDs = control?.fileDescriptors ?? []
+            let clusterBase = 4 + controlFDs.count
+            var poller = Poller([transport.fileDescriptor, signals.fileDescriptor, deviceMapper?.fileDescriptor, dlm?.fileDescriptor]
+                + controlFDs + clusterSources.map(\.fd))
             let now = monotonicNanoseconds()
             let timeout = wakeAt > now ? Int32(min(1000, (wakeAt - now + 999_999) / 1_000_000)) : 0
             let ready = poller.wait(timeoutMilliseconds: timeout)
             if ready.contains(1) { handleSignals() }
-            for index in ready where index >= 4 { readCorosync(clusterSources[index - 4].source) }
+            for index in ready where index >= clusterBase { readCorosync(clusterSources[index - clusterBase].source) }
             if ready.contains(0) { drainKernel() }
+            if ready.contains(where: { $0 >= 4 && $0 < clusterBase }) { serveControl() }
             if ready.contains(2) { readDeviceMapperReports() }
             if ready.contains(3) { readDLM() }
             tick()
@@ -157,6 +171,25 @@ public final class Daemon {
             case let .membershipChanged(change):
                 logger.debug("ordering group: members \(change.members) joined \(change.joined) left \(change.left.map { "\($0.member) (\($0.reason))" })")
                 execute(service.membershipChanged(change, now: now))
+            }
+        }
+    }
+
+    /// Answers the operator's requests (after the kernel's: they never wait behind a client).
+    private func serveControl() {
+        guard let control else { return }
+        for request in control.service() {
+            switch ControlProtocol.parseRequest(request.bytes) {
+            case let .failure(error):
+                control.answer(request.client, with: ControlProtocol.error("\(error)"))
+            case .success(.status):
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                do {
+                    control.answer(request.client, with: ControlProtocol.ok(Array(try encoder.encode(service.statusReport()))))
+                } catch {
+                    control.answer(request.client, with: ControlProtocol.error("cannot encode the status: \(error)"))
+                }
             }
         }
     }

@@ -19,6 +19,8 @@ public struct DaemonConfiguration: Sendable {
     /// How a failed member is proven gone before its regions are recovered: the DLM barrier, or
     /// (`--no-fencing`) corosync's quorum view alone.
     public var fencing: FencingMode = .dlm
+    /// The control socket for `mirrorlogctl` (default: `<runtimeDirectory>/ctl.sock`).
+    public var controlSocketPath: String?
 
     public init(foreground: Bool = false, debug: Bool = false, pidfilePath: String = "/run/mirrorlogd.pid",
                 runtimeDirectory: String = "/run/mirrorlogd", forcedExitWindowSeconds: Int = 10, kernelSocketPath: String? = nil) {

@@ -9,6 +9,7 @@ Python codec Tests/pylib/ulog_wire.py, written from the uapi layout independentl
 Usage: daemon_socket_test.py <path to mirrorlogd>
 Prints one line per test and "N passed, M failed"; exits non-zero on any failure.
 """
+import json
 import os
 import signal
 import socket
@@ -281,6 +282,47 @@ def test_fuzzed_frames_keep_the_daemon_serving(d):
     d.request(l, u, DTR)
 
 
+def mirrorlogctl(binary, workdir, *args, user=None):
+    """Runs mirrorlogctl (built beside the daemon) against the daemon's control socket."""
+    ctl = os.path.join(os.path.dirname(binary), "mirrorlogctl")
+    if not os.access(ctl, os.X_OK):
+        raise SkipTest(f"{ctl} is not built")
+    cmd = [ctl, "status", "--socket", os.path.join(workdir, "nodes", "ctl.sock"), *args]
+    if user is not None:
+        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+
+
+def test_control_socket_status(d, binary, workdir):
+    """mirrorlogctl status: exit 0 healthy, 1 degraded (a log still to resync), the text and the JSON."""
+    r = d.request(0x5000, "LVM-host-status-nosync", CTR, b"131072 core 1024 nosync")
+    check(r["error"] == 0, "nosync CTR")
+    check(d.request(0x5000, "LVM-host-status-nosync", RESUME)["error"] == 0, "RESUME")
+    out = mirrorlogctl(binary, workdir)
+    check(out.returncode == 0, f"healthy: exit {out.returncode}, stderr {out.stderr!r}")
+    check(out.stdout.startswith("node corosync:"), f"node paragraph missing: {out.stdout!r}")
+    check("LVM-host-status-nosync type:core state:running" in out.stdout and "in-sync:128/128" in out.stdout,
+          f"log paragraph missing: {out.stdout!r}")
+    r = d.request(0x5001, "LVM-host-status-sync", CTR, b"131072 core 1024")
+    check(r["error"] == 0, "CTR of a log to resync")
+    check(d.request(0x5001, "LVM-host-status-sync", RESUME)["error"] == 0, "RESUME")
+    out = mirrorlogctl(binary, workdir)
+    check(out.returncode == 1, f"a log to resync is degraded: exit {out.returncode}")
+    check("in-sync:0/128" in out.stdout, f"sync count: {out.stdout!r}")
+    out = mirrorlogctl(binary, workdir, "--json")
+    check(out.returncode == 1, f"--json exit {out.returncode}")
+    report = json.loads(out.stdout)
+    uuids = {log["uuid"]: log for log in report["logs"]}
+    check(report["schema"] == 1 and report["node"]["fencing"] == "dlm", f"schema/node: {report['node']}")
+    check(uuids["LVM-host-status-sync"]["inSync"] == 0 and uuids["LVM-host-status-nosync"]["inSync"] == 128,
+          f"inSync in the JSON: {uuids}")
+    out = mirrorlogctl(binary, workdir, user=65534)
+    check(out.returncode == 4 and "cannot reach mirrorlogd" in out.stderr,
+          f"a non-root user is refused (exit {out.returncode}, {out.stderr!r})")
+    check(d.request(0x5000, "LVM-host-status-nosync", DTR)["error"] == 0, "DTR")
+    check(d.request(0x5001, "LVM-host-status-sync", DTR)["error"] == 0, "DTR")
+
+
 def test_single_instance(binary, workdir):
     pidfile = os.path.join(workdir, "mirrorlogd.pid")
     r = subprocess.run([binary, "-f", "--pidfile", pidfile, "--kernel-socket", os.path.join(workdir, "second.sock")],
@@ -307,6 +349,8 @@ def main():
             try:
                 if name in ("test_disk_log_on_loop_device",):
                     fn(daemon, workdir)
+                elif name == "test_control_socket_status":
+                    fn(daemon, binary, workdir)
                 elif name == "test_single_instance":
                     fn(binary, workdir)
                 else:
@@ -327,7 +371,15 @@ def main():
         if failed:
             print("---- daemon log (tail) ----")
             print("\n".join(open(daemon.log_path).read().splitlines()[-30:]))
-        subprocess.run(["rm", "-rf", workdir], check=False)
+    # The daemon is gone: mirrorlogctl says so with exit 4.
+    try:
+        out = mirrorlogctl(binary, workdir)
+        ok = out.returncode == 4 and "cannot reach mirrorlogd" in out.stderr
+        print(f"{'PASS' if ok else 'FAIL'} test_control_daemon_gone" + ("" if ok else f": exit {out.returncode} {out.stderr!r}"))
+        passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
+    except SkipTest as why:
+        print(f"SKIP test_control_daemon_gone: {why}")
+    subprocess.run(["rm", "-rf", workdir], check=False)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -16,6 +16,11 @@ ssize_t mlsys_netlink_send_to_kernel(int fd, const void *buffer, size_t length);
 /* Returns the port id bound to fd, or 0. */
 uint32_t mlsys_netlink_port_id(int fd);
 
+/* Accepts one connection, non-blocking and close-on-exec. Returns the fd or -errno. */
+int mlsys_accept_nonblocking(int listener);
+/* The uid of the process at the other end of a Unix socket (SO_PEERCRED). Returns 0 or -errno. */
+int mlsys_peer_uid(int fd, uint32_t *uid);
+
 /* Opens a block device read-write with O_DIRECT. Returns fd or -errno. */
 int mlsys_open_direct(const char *path);
 /* Block device size in bytes and logical block size. Returns 0 or -errno. */
