@@ -1361,6 +1361,7 @@ main() {
     # for `mirrorlogd --version` in a TCG guest, 0.5 s from tmpfs). A node runs
     # the daemon from a local, cached disk, so the suite runs a copy in tmpfs.
     if [[ $MODE == userspace ]]; then
+        CTL=$(dirname "$BIN")/mirrorlogctl
         mkdir -p /dev/shm/mlt-bin && cp "$BIN" /dev/shm/mlt-bin/mirrorlogd && BIN=/dev/shm/mlt-bin/mirrorlogd
     fi
 
@@ -1424,6 +1425,17 @@ check_dlm_clean_stop() {
     local held left
     # dlm_tool lockdebug: a 'Resource ... "name"' line, then one line per lock ("00000001 EX ...");
     # a resource without locks may linger for a while with no lock lines.
+    # The operator's view: mirrorlogctl shows the node lock held and the fencing mode.
+    local status rc=0
+    if [[ -x ${CTL:-} ]]; then
+        status=$(timeout -k 2 20 "$CTL" status --socket /run/mirrorlogd/ctl.sock 2>&1) || rc=$?
+        say "mirrorlogctl status (exit $rc): $(head -n 1 <<< "$status")"
+        if (( rc != 0 )) || ! grep -q 'fencing:dlm dlm-lock:held' <<< "$status"; then
+            echo "FAIL dlm-clean-stop: mirrorlogctl status (exit $rc) does not show the DLM lock held: $(head -n 1 <<< "$status")" >> "$RESULTS"
+            stop_daemon
+            return
+        fi
+    fi
     dlm_locks > "$RES/dlm-locks-before-stop.txt"
     held=$(grep -A 6 '"node-1"' "$RES/dlm-locks-before-stop.txt" | grep -cE '^[0-9a-f]{8} +EX' || true)
     stop_daemon
