@@ -33,23 +33,7 @@ public final class DeviceMapperControl: Sendable {
 
     /// Starts the suspend and resume of the dm device whose mirror uses the log `uuid`.
     public func restartRecovery(ofLog uuid: String) throws(Errno) {
-        let job = RestartJob(uuid: uuid, control: self)
-        let box = Unmanaged.passRetained(job).toOpaque()
-        var thread = pthread_t()
-        var attributes = pthread_attr_t()
-        pthread_attr_init(&attributes)
-        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
-        let result = pthread_create(&thread, &attributes, { argument in
-            guard let argument else { return nil }
-            let job = Unmanaged<RestartJob>.fromOpaque(argument).takeRetainedValue()
-            job.control.finish(DeviceMapperControl.restart(job.uuid))
-            return nil
-        }, box)
-        pthread_attr_destroy(&attributes)
-        if result != 0 {
-            Unmanaged<RestartJob>.fromOpaque(box).release()
-            throw Errno(rawValue: result)
-        }
+        try DetachedThread.start { [self] in finish(DeviceMapperControl.restart(uuid)) }
     }
 
     /// What the background threads finished since the last call.
@@ -93,17 +77,6 @@ public final class DeviceMapperControl: Sendable {
         let resumed = mlsys_dm_suspend(control, device, 0)
         guard resumed == 0 else { return .failed(uuid: uuid, .resume(device: device, Errno(rawValue: -resumed))) }
         return .restarted(uuid: uuid, device: device)
-    }
-}
-
-/// One restart handed to its thread.
-private final class RestartJob: Sendable {
-    let uuid: String
-    let control: DeviceMapperControl
-
-    init(uuid: String, control: DeviceMapperControl) {
-        self.uuid = uuid
-        self.control = control
     }
 }
 

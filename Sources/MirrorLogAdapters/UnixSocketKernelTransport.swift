@@ -20,28 +20,7 @@ public final class UnixSocketKernelTransport: KernelTransport {
 
     /// Listens on `path` (an existing socket file there is replaced).
     public init(path: String) throws(Errno) {
-        let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw Errno(rawValue: errno) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            close(fd)
-            throw Errno(rawValue: ENAMETOOLONG)
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, byte) in bytes.enumerated() { raw[i] = byte }
-        }
-        unlink(path)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard bound == 0, chmod(path, 0o600) == 0, listen(fd, 4) == 0 else {
-            let error = Errno(rawValue: errno)
-            close(fd)
-            throw error
-        }
-        listener = fd
+        listener = try listenOnUnixSocket(path: path, nonBlocking: false, backlog: 4)
         self.path = path
     }
 

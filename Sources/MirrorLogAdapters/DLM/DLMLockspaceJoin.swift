@@ -26,24 +26,9 @@ public final class DLMLockspaceJoin: Sendable {
         _ = fcntl(fds[0], F_SETFL, O_NONBLOCK)
         fd = fds[0]
         writeFD = fds[1]
-        let box = Unmanaged.passRetained(self).toOpaque()
-        var thread = pthread_t()
-        var attributes = pthread_attr_t()
-        pthread_attr_init(&attributes)
-        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
-        let result = pthread_create(&thread, &attributes, { argument in
-            guard let argument else { return nil }
-            let join = Unmanaged<DLMLockspaceJoin>.fromOpaque(argument).takeRetainedValue()
-            join.finish(DLMLockspaceJoin.createOrOpen(join.name))
-            return nil
-        }, box)
-        pthread_attr_destroy(&attributes)
-        if result != 0 {
-            Unmanaged<DLMLockspaceJoin>.fromOpaque(box).release()
-            close(fds[0])
-            close(fds[1])
-            throw Errno(rawValue: result)
-        }
+        // The thread keeps this object (and its pipe) alive until it reported; if it cannot start,
+        // deinit closes the pipe.
+        try DetachedThread.start { [self] in finish(DLMLockspaceJoin.createOrOpen(name)) }
     }
 
     deinit {

@@ -351,20 +351,7 @@ public struct ReplicatedLog: Sendable {
     /// Failed member `old` served a kernel that is gone (its node rebooted): its marks and resync
     /// region go out of sync and are resynced first, as at done, for it alone.
     mutating func retire(_ old: MemberID) {
-        var resyncFirst: [UInt64] = []
-        if let marked = log.marks.removeAll(of: old) {
-            var region = marked.firstIndex(of: true, from: 0)
-            while region < regionCount {
-                resyncFirst.append(region)
-                region = marked.firstIndex(of: true, from: region + 1)
-            }
-        }
-        for (region, owner) in log.recovering where owner == old {
-            log.recovering.removeValue(forKey: region)
-            resyncFirst.append(region)
-        }
-        for region in resyncFirst { log.markOutOfSync(region) }
-        priority = Array(Set(priority + resyncFirst)).sorted()
+        resyncFirst(regionsOf: [old])
         failed.removeAll { $0 == old }
         cutOff.remove(old)
         boots.removeValue(forKey: old)
@@ -435,22 +422,7 @@ public struct ReplicatedLog: Sendable {
     /// failed members' regions go out of sync and are resynced first.
     public mutating func recoverDone(generation: UInt64) {
         guard recoveryPending, generation == self.generation + 1 else { return }
-        var resyncFirst: [UInt64] = []
-        for member in failed {
-            if let marked = log.marks.removeAll(of: member) {
-                var region = marked.firstIndex(of: true, from: 0)
-                while region < regionCount {
-                    resyncFirst.append(region)
-                    region = marked.firstIndex(of: true, from: region + 1)
-                }
-            }
-            for (region, owner) in log.recovering where owner == member {
-                log.recovering.removeValue(forKey: region)
-                resyncFirst.append(region)
-            }
-        }
-        for region in resyncFirst { log.markOutOfSync(region) }
-        priority = Array(Set(priority + resyncFirst)).sorted()
+        resyncFirst(regionsOf: failed)
         for member in failed where !members.contains(member) { boots.removeValue(forKey: member) }
         cutOff = []
         failed = []
@@ -459,6 +431,27 @@ public struct ReplicatedLog: Sendable {
         recoveryPending = false
         self.generation = generation
         log.resyncCursor = 0
+    }
+
+    /// The marks and resync regions of `gone` (failed members that can no longer write) go out of
+    /// sync and to the front of the resync queue.
+    private mutating func resyncFirst(regionsOf gone: [MemberID]) {
+        var regions: [UInt64] = []
+        for member in gone {
+            if let marked = log.marks.removeAll(of: member) {
+                var region = marked.firstIndex(of: true, from: 0)
+                while region < regionCount {
+                    regions.append(region)
+                    region = marked.firstIndex(of: true, from: region + 1)
+                }
+            }
+            for (region, owner) in log.recovering where owner == member {
+                log.recovering.removeValue(forKey: region)
+                regions.append(region)
+            }
+        }
+        for region in regions { log.markOutOfSync(region) }
+        priority = Array(Set(priority + regions)).sorted()
     }
 
     /// A transfer completed: these members now hold the state.
