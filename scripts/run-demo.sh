@@ -6,4 +6,5 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 bash scripts/install-deps.sh
 swift build -c release --static-swift-stdlib --product mirrorlogd
+swift build -c release --static-swift-stdlib --product mirrorlogctl
 MIRRORLOGD_BIN="$repo/.build/release/mirrorlogd" bash scripts/demo.sh

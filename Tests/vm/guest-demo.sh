@@ -94,6 +94,14 @@ echo "   $ dd if=data of=/dev/mapper/$NAME bs=1M seek=64 oflag=direct &"
 dd if="$WORK/data" of="/dev/mapper/$NAME" bs=1M seek=64 oflag=direct conv=notrunc status=none &
 WPID=$!
 
+CTL=$(dirname "$BIN")/mirrorlogctl
+step "The daemon's own view while it resyncs: mirrorlogctl status (exit 1: degraded, resyncing)"
+if [[ -x $CTL ]]; then
+    echo "   $ mirrorlogctl status"
+    "$CTL" status | sed 's/^/   /'
+    echo "   (exit ${PIPESTATUS[0]})"
+fi
+
 step "Resync progress (dmsetup status: legs, in-sync regions / all regions, health, log)"
 start=$SECONDS
 writing=1
@@ -113,6 +121,11 @@ set_throttle 100
 
 step "Final status"
 show dmsetup status "$NAME"
+if [[ -x $CTL ]]; then
+    echo "   $ mirrorlogctl status"
+    "$CTL" status | sed 's/^/   /'
+    echo "   (exit ${PIPESTATUS[0]}: healthy)"
+fi
 show dmsetup info "$NAME"
 
 step "Checks"
