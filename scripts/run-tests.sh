@@ -41,7 +41,7 @@ echo "== clustered logs: benchmark (ordered requests beside the raw CPG round tr
 bash Tests/cluster/bench-cluster.sh "$repo/.build/release/mirrorlogd" "$repo/.build/release/mirrorlog-cpgbench" 2
 
 echo "== real-kernel end-to-end suite, every log type (QEMU/TCG, about 35-45 minutes on an idle machine)"
-MIRRORLOGD_BIN="$repo/.build/release/mirrorlogd" VM_TIMEOUT=3000 bash Tests/vm/run-vm-suite.sh
+MIRRORLOGD_BIN="$repo/.build/release/mirrorlogd" VM_TIMEOUT=3400 bash Tests/vm/run-vm-suite.sh
 
 echo "== real-kernel two-node test (two guests, corosync, a node crash)"
 bash Tests/vm/two-node/run-two-node.sh "$repo/.build/release/mirrorlogd"

@@ -334,6 +334,9 @@ public struct ClusterSimulation: Sendable {
                 // regions it tore are resynced after the recovery, which is what must happen).
                 if node.fenced { continue }
                 let incarnation = memberKernel[departure.member] ?? -1
+                // Its kernel is gone for sure (the node booted again before this failure was
+                // delivered): nothing of it is still written.
+                if goneIncarnations.contains(incarnation) { continue }
                 var regions = Set<UInt64>()
                 var alive = false
                 if node.up, let kernel = node.kernel, node.incarnation == incarnation {
@@ -360,6 +363,8 @@ public struct ClusterSimulation: Sendable {
     /// Kernel incarnations that were dead when the state was lost cluster-wide: their last writes
     /// are orphaned (nobody can know them).
     var forgottenIncarnations: Set<Int> = []
+    /// Kernel incarnations whose node was fenced or booted again: dead for sure.
+    var goneIncarnations: Set<Int> = []
     /// The kernel incarnation each daemon serves.
     var memberKernel: [MemberID: Int] = [:]
     var incarnations = 0
@@ -519,6 +524,7 @@ public struct ClusterSimulation: Sendable {
     /// be resynced: every quorate replica elsewhere holds it for the node's member or has it out of sync.
     mutating func oldKernelGone(_ index: Int) {
         let id = nodes[index].id
+        goneIncarnations.insert(nodes[index].incarnation)
         let known = !forgottenIncarnations.contains(nodes[index].incarnation)
         let writes = known ? (deadWrites[nodes[index].incarnation] ?? []).subtracting(orphanedWrites[index] ?? []) : []
         let survivors = replicas().filter { $0.authoritative && $0.member.nodeID != id }

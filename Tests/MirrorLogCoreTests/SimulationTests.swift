@@ -107,6 +107,7 @@ struct SimulationTests {
             + "must still take over its marks, or recovery waits forever for a grant its orphan lock never gives"),
         (587, "the snapshot left out the members whose failure holds state changes (cut off): a joiner applied what the others held"),
         (2214, "simulator: a node that boots again before it is fenced has lost its old kernel (its failure records end, its locks are purged)"),
+        (19903, "simulator: a failure delivered after its node had booted again opened a record for the dead kernel"),
         (7, "simulator: dm-raid1 holds writes after a failed log flush (log_failure)"),
         (9, "simulator: a daemon's device writes complete in the order they were issued"),
         (12, "simulator: work in flight when no daemon holds the state any more is orphaned"),
