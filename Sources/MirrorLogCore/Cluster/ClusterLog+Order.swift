@@ -86,15 +86,21 @@ extension ClusterLog {
         case let .recoveryDone(generation) where replica?.generation == generation && generationBefore != generation:
             let priority = replica?.priority.count ?? 0
             out.append(notice(.info, "recovery generation \(generation) done: failed members' regions are out of sync and resynced first (\(priority) region(s))"))
-            // Our kernel saw the mirror in sync and cached in_sync_hint = region count: it asks
-            // for resync work again only after a resume.
-            if latched || kernelHintMayBeFull, priority > 0, !instances.isEmpty { out.append(.restartRecovery(uuid: uuid)) }
+            out += restartRecoveryForFailedRegions()
         default:
             break
         }
         if let replica, replica.log.syncCount == replica.regionCount { latched = true }
         releaseHeldRequests()
         return out
+    }
+
+    /// Failed members' regions were released to resync first (done, or a rebooted node's retire). A
+    /// kernel that saw the mirror in sync cached in_sync_hint = region count and asks for resync
+    /// work again only after a resume: restart our recovery.
+    func restartRecoveryForFailedRegions() -> [Directive] {
+        guard latched || kernelHintMayBeFull, !(replica?.priority.isEmpty ?? true), !instances.isEmpty else { return [] }
+        return [.restartRecovery(uuid: uuid)]
     }
 
     /// Once no failed member may be on the surviving side of a split: our requests the state held
@@ -146,9 +152,7 @@ extension ClusterLog {
         for old in adoptions.retired {
             out.append(notice(.info, "failed member \(old)'s node booted again (a daemon with another boot id joined): its old kernel is gone, so its regions are resynced first without waiting for fencing"))
         }
-        if !adoptions.retired.isEmpty, latched || kernelHintMayBeFull, !(replica?.priority.isEmpty ?? true), !instances.isEmpty {
-            out.append(.restartRecovery(uuid: uuid))
-        }
+        if !adoptions.retired.isEmpty { out += restartRecoveryForFailedRegions() }
         if !adoptions.needsSlot.isEmpty {
             withReplica { $0.recoverPrep() }
             for member in adoptions.needsSlot {

@@ -350,7 +350,7 @@ public struct ClusterNode: Sendable {
                 line += " generation=\(replica.generation) failed=\(replica.failed.count) resyncing=\(replica.log.recovering.count) priority=\(replica.priority.count)"
                 line += " writer=\(replica.diskWriter.map { "\($0)" } ?? "-")"
                 if replica.recoveryPending {
-                    let waiting = replica.failed.filter { !fencing.isGone($0, quorum: quorum) }
+                    let waiting = awaitingProof(in: replica)
                     line += " recovery=\(waiting.isEmpty ? "done-sent" : "waiting-for-fencing:" + waiting.map(\.description).joined(separator: ","))"
                     if !replica.cutOff.isEmpty { line += " holding-writes=\(group.heldForRecovery.count)" }
                 }
@@ -364,19 +364,19 @@ public struct ClusterNode: Sendable {
 
     /// The fencing barrier for dumps: `fencing mode=dlm node-lock=held watching=2,3 proven=…`.
     func fencingLine() -> String {
-        let own: String
-        switch fencing.own {
-        case .idle: own = "not-taken"
-        case .acquiring: own = "acquiring"
-        case .held: own = "held"
-        case let .unavailable(reason): own = "unavailable(\(reason))"
-        }
+        var own = fencing.ownLockName
+        if case let .unavailable(reason) = fencing.own { own += "(\(reason))" }
         switch fencing.mode {
         case .unfenced:
             return "fencing mode=none (--no-fencing: failed nodes are trusted to have stopped once quorum drops them)"
         case .dlm:
             return "fencing mode=dlm node-lock=\(own) watching=\(fencing.watching.keys.sorted().map(String.init).joined(separator: ",")) proven-gone=\(fencing.proven.sorted().map(\.description).joined(separator: ","))"
         }
+    }
+
+    /// Failed members of `replica` whose recovery still waits for the proof that they are gone.
+    public func awaitingProof(in replica: ReplicatedLog) -> [MemberID] {
+        replica.failed.filter { !fencing.isGone($0, quorum: quorum) }
     }
 
     // MARK: Internals

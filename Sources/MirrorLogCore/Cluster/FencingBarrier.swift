@@ -65,6 +65,16 @@ public struct FencingBarrier: Sendable {
         own = .idle
     }
 
+    /// This node's lock for status output: `not-taken`, `acquiring`, `held` or `unavailable`.
+    public var ownLockName: String {
+        switch own {
+        case .idle: "not-taken"
+        case .acquiring: "acquiring"
+        case .held: "held"
+        case .unavailable: "unavailable"
+        }
+    }
+
     /// Whether clustered logs may be served now (the own lock is held, or the DLM is not used).
     public var ready: Bool { mode == .unfenced || own == .held }
 

@@ -82,14 +82,8 @@ extension MirrorLogService {
         var dlmLock: String?
         var dlmProblem: String?
         if let node, node.fencing.mode == .dlm {
-            switch node.fencing.own {
-            case .idle: dlmLock = "not-taken"
-            case .acquiring: dlmLock = "acquiring"
-            case .held: dlmLock = "held"
-            case let .unavailable(reason):
-                dlmLock = "unavailable"
-                dlmProblem = reason
-            }
+            dlmLock = node.fencing.ownLockName
+            if case let .unavailable(reason) = node.fencing.own { dlmProblem = reason }
         }
         let corosyncText: String
         switch corosync {
@@ -115,7 +109,7 @@ extension MirrorLogService {
                 var recovery = "none"
                 var waiting: [String] = []
                 if let replica, replica.recoveryPending {
-                    waiting = replica.failed.filter { !node.fencing.isGone($0, quorum: node.quorum) }.map(\.description)
+                    waiting = node.awaitingProof(in: replica).map(\.description)
                     recovery = waiting.isEmpty ? "done-sent" : "waiting-for-fencing"
                 }
                 let state: String = switch log.status {
