@@ -10,17 +10,16 @@ Prints one line per check and "N passed, M failed"; exits non-zero on any failur
 """
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "pylib"))
 sys.dont_write_bytecode = True
-from ulog_wire import CTR, DTR, EINVAL, RESUME, decode_reply, encode_frame  # noqa: E402
+from socket_daemon import SocketDaemon  # noqa: E402
+from ulog_wire import CTR, DTR, EINVAL, RESUME  # noqa: E402
 
 PREFIX = "mldfm-"
 NETNS = str(HERE / "netns-cluster.sh")
@@ -38,58 +37,9 @@ def netns(*args, timeout=100):
                           stdin=subprocess.DEVNULL)
 
 
-class Daemon:
+def Daemon(binary, workdir, extra):
     """mirrorlogd inside node 1's namespaces, on the test transport."""
-
-    def __init__(self, binary, workdir, extra):
-        os.makedirs(workdir, exist_ok=True)
-        self.sock = os.path.join(workdir, "k.sock")
-        self.log_path = os.path.join(workdir, "daemon.log")
-        self.pidfile = os.path.join(workdir, "pid")
-        self.log = open(self.log_path, "w")
-        cmd = [NETNS, "exec", "1", binary, "-f", "--kernel-socket", self.sock, "--pidfile",
-               self.pidfile, "--runtime-directory", os.path.join(workdir, "rt"), *extra]
-        self.proc = subprocess.Popen(cmd, env=ENV, stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.time() + 20
-        while not os.path.exists(self.sock):
-            if time.time() > deadline or self.proc.poll() is not None:
-                raise RuntimeError("the daemon did not create its socket:\n" + self.text())
-            time.sleep(0.05)
-        self.conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.conn.settimeout(20)
-        self.conn.connect(self.sock)
-        self.seq = 0
-
-    def text(self):
-        self.log.flush()
-        return Path(self.log_path).read_text(errors="replace")
-
-    def logged(self, text, timeout=10):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if text in self.text():
-                return True
-            time.sleep(0.1)
-        return False
-
-    def request(self, luid, uuid, rtype, payload=b""):
-        self.seq += 1
-        self.conn.send(encode_frame(luid, uuid, rtype, payload, seq=self.seq))
-        reply = decode_reply(self.conn.recv(65536))
-        assert reply["seq"] == self.seq, f"reply seq {reply['seq']} != {self.seq}"
-        return reply
-
-    def stop(self):
-        self.conn.close()
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self.log.close()
+    return SocketDaemon(binary, workdir, extra_args=extra, launcher=(NETNS, "exec", "1"), env=ENV)
 
 
 def main():
@@ -107,7 +57,7 @@ def main():
         try:
             reply = d.request(1, "LVM-fencing-clustered", CTR, b"131072 clustered-core 1024")
             check(reply["error"] == -EINVAL, f"without a DLM, a clustered constructor is refused (answered {reply['error']})")
-            check(d.logged("clustered logs need the DLM for fencing, and it cannot be used ("),
+            check(d.logged("clustered logs need the DLM for fencing, and it cannot be used (", timeout=10),
                   "the refusal says why, in the log")
             reply = d.request(2, "LVM-fencing-local", CTR, b"131072 core 1024")
             check(reply["error"] == 0, "a local core log is still served")
@@ -118,13 +68,12 @@ def main():
         # --no-fencing: served, warned at start, and shown in the state dump.
         d = Daemon(binary, os.path.join(tmp, "nofence"), ["--no-fencing"])
         try:
-            check(d.logged("running WITHOUT fencing"), "--no-fencing is warned about at start")
+            check(d.logged("running WITHOUT fencing", timeout=10), "--no-fencing is warned about at start")
             reply = d.request(3, "LVM-fencing-unfenced", CTR, b"131072 clustered-core 1024")
             check(reply["error"] == 0, f"with --no-fencing the clustered constructor is served (answered {reply['error']})")
             check(d.request(3, "LVM-fencing-unfenced", RESUME)["error"] == 0, "its RESUME is answered")
-            # The daemon runs under the namespace wrappers: signal it by its pidfile.
-            os.kill(int(Path(d.pidfile).read_text().split()[0]), signal.SIGUSR1)
-            check(d.logged("fencing mode=none"), "the state dump shows fencing mode=none")
+            d.signal(signal.SIGUSR1)
+            check(d.logged("fencing mode=none", timeout=10), "the state dump shows fencing mode=none")
             check(d.request(3, "LVM-fencing-unfenced", DTR)["error"] == 0, "its DTR is answered")
         finally:
             d.stop()

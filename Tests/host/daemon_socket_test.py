@@ -12,12 +12,10 @@ Prints one line per test and "N passed, M failed"; exits non-zero on any failure
 import json
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pylib"))
@@ -26,72 +24,11 @@ from ulog_wire import (CLEAR, CTR, DTR, EBUSY, EINVAL, ESRCH, FLUSH, GET_REGION_
                        GET_SYNC_COUNT, HEADER_BYTES, IN_SYNC, IS_CLEAN, IS_REMOTE_RECOVERING, MARK, PROTOCOL_VERSION,
                        REMOTE_RECOVERING, REQUEST_OFFSET, REQUEST_TYPE_OFFSET, RESUME, RESYNC_WORK, SET_REGION_SYNC,
                        STATUS_INFO, decode_reply, encode_frame, i64, region_sync, u64s)
+from socket_daemon import SocketDaemon  # noqa: E402
 
 
-class Daemon:
-    def __init__(self, binary, workdir):
-        self.sock_path = os.path.join(workdir, "kernel.sock")
-        self.log_path = os.path.join(workdir, "mirrorlogd.log")
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [binary, "-f", "--debug", "--kernel-socket", self.sock_path,
-             "--pidfile", os.path.join(workdir, "mirrorlogd.pid"),
-             "--runtime-directory", os.path.join(workdir, "nodes")],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
-        while not os.path.exists(self.sock_path):
-            if time.time() > deadline or self.proc.poll() is not None:
-                raise RuntimeError("daemon did not create its socket; log:\n" + self.log_text())
-            time.sleep(0.05)
-        self.conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.conn.settimeout(10)
-        self.conn.connect(self.sock_path)
-        self.seq = 100
-
-    def log_text(self):
-        self.log.flush()
-        with open(self.log_path) as f:
-            return f.read()
-
-    def logged(self, text, timeout=5):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if text in self.log_text():
-                return True
-            time.sleep(0.05)
-        return False
-
-    def send_raw(self, data):
-        self.conn.send(data)
-
-    def receive(self):
-        return decode_reply(self.conn.recv(65536))
-
-    def request(self, luid, uuid, rtype, payload=b"", version=PROTOCOL_VERSION):
-        self.seq += 1
-        self.send_raw(encode_frame(luid, uuid, rtype, payload, version=version, seq=self.seq))
-        reply = self.receive()
-        assert reply["seq"] == self.seq, f"reply seq {reply['seq']} != {self.seq}"
-        assert (reply["luid"], reply["uuid"], reply["type"], reply["version"]) == (luid, uuid, rtype, version), "reply header not echoed"
-        return reply
-
-    def stop(self):
-        try:
-            self.conn.close()
-        except OSError:
-            pass
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.send_signal(signal.SIGTERM)  # forced exit with active logs
-                try:
-                    self.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-        self.log.close()
+def Daemon(binary, workdir):
+    return SocketDaemon(binary, workdir)
 
 
 def check(condition, what):
