@@ -54,7 +54,7 @@ let package = Package(
         .executableTarget(
             name: "mirrorlogctl",
             dependencies: [
-                "MirrorLogCore",
+                "MirrorLogCore", "MirrorLogAdapters",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -1,3 +1,4 @@
+import MirrorLogAdapters
 import MirrorLogCore
 
 #if canImport(Glibc)
@@ -23,23 +24,13 @@ enum ControlClient {
     }
 
     static func ask(_ command: ControlProtocol.Command, at path: String) -> Result<[UInt8], Problem> {
-        let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return .failure(.connect(path: path, errno: errno)) }
+        let fd: Int32
+        do {
+            fd = try connectToUnixSocket(path: path, timeout: 5)
+        } catch {
+            return .failure(.connect(path: path, errno: error.rawValue))
+        }
         defer { close(fd) }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return .failure(.connect(path: path, errno: ENAMETOOLONG)) }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, byte) in bytes.enumerated() { raw[i] = byte }
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else { return .failure(.connect(path: path, errno: errno)) }
         let request = ControlProtocol.request(command)
         guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count else {
             return .failure(.exchange("sending failed: \(String(cString: strerror(errno)))"))
